@@ -1,0 +1,201 @@
+//! On-disk structures, parsed with zerocopy: the squashfs 4.0 superblock, its
+//! xz compression options, and our image trailer.
+//!
+//! Image file layout (every length little-endian):
+//!
+//! ```text
+//! [squashfs 4.0, `bytes_used` long][zeros][trailer, 128 bytes]
+//! ```
+//!
+//! The file length is a multiple of 4096, so the block device the module
+//! makes of it has exactly the file's bytes. Squashfs ignores what follows
+//! `bytes_used`, so the file mounts as it is (loop device, unsquashfs).
+//! The kernel module parses the trailer too (`kmod/image.rs`); change both
+//! together and bump [`TRAILER_VERSION`].
+
+use anyhow::{bail, ensure, Result};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+pub const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
+pub const COMPRESSOR_XZ: u16 = 4;
+pub const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
+pub const METADATA_UNCOMPRESSED: u16 = 0x8000;
+pub const MIN_BLOCK_SIZE: u32 = 4096;
+pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
+
+/// Image files are padded to this, the largest logical block size a block
+/// device may have.
+pub const IMAGE_ALIGN: u64 = 4096;
+
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+pub struct SuperBlock {
+    pub magic: [u8; 4],
+    pub inode_count: U32,
+    pub mod_time: U32,
+    pub block_size: U32,
+    pub frag_count: U32,
+    pub compressor: U16,
+    pub block_log: U16,
+    pub flags: U16,
+    pub id_count: U16,
+    pub version_major: U16,
+    pub version_minor: U16,
+    pub root_inode: U64,
+    pub bytes_used: U64,
+    pub id_table: U64,
+    pub xattr_table: U64,
+    pub inode_table: U64,
+    pub dir_table: U64,
+    pub frag_table: U64,
+    pub export_table: U64,
+}
+
+/// Stored after the superblock as one metadata block when
+/// [`FLAG_COMPRESSOR_OPTIONS`] is set.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+pub struct XzOptions {
+    pub dictionary_size: U32,
+    pub executable_filters: U32,
+}
+
+pub const TRAILER_MAGIC: [u8; 8] = *b"KHDRSQFS";
+pub const TRAILER_VERSION: u32 = 1;
+pub const TRAILER_SIZE: usize = 128;
+
+/// What the host tool records about an image, at the very end of the file.
+/// The module checks `squashfs_crc32` before it serves a byte.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Trailer {
+    pub magic: [u8; 8],
+    pub version: U32,
+    pub trailer_size: U32,
+    /// Equal to the superblock's `bytes_used`.
+    pub squashfs_len: U64,
+    /// CRC-32 (IEEE, as zlib) of the first `squashfs_len` bytes.
+    pub squashfs_crc32: U32,
+    pub block_size: U32,
+    pub file_count: U32,
+    /// Including the root directory.
+    pub dir_count: U32,
+    pub symlink_count: U32,
+    pub reserved0: U32,
+    /// Sum of the file sizes (stripped headers).
+    pub uncompressed_bytes: U64,
+    /// `UTS_RELEASE` of the tree packed, NUL-padded; empty if unknown.
+    pub kernel_release: [u8; 64],
+    pub reserved1: U32,
+    /// CRC-32 of the 124 bytes before it.
+    pub trailer_crc32: U32,
+}
+
+const _: () = assert!(size_of::<SuperBlock>() == 96);
+const _: () = assert!(size_of::<Trailer>() == TRAILER_SIZE);
+
+impl Trailer {
+    pub fn kernel_release(&self) -> String {
+        let end = self.kernel_release.iter().position(|&b| b == 0).unwrap_or(64);
+        String::from_utf8_lossy(&self.kernel_release[..end]).into_owned()
+    }
+
+    pub fn seal(&mut self) {
+        let crc = crc32fast::hash(&self.as_bytes()[..TRAILER_SIZE - 4]);
+        self.trailer_crc32 = crc.into();
+    }
+}
+
+/// What an image file is made of, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct ParsedImage<'a> {
+    pub superblock: SuperBlock,
+    pub xz: Option<XzOptions>,
+    /// `None` for a plain squashfs file (from mksquashfs, say).
+    pub trailer: Option<Trailer>,
+    pub squashfs: &'a [u8],
+}
+
+/// Parse and sanity-check an image file. Every offset is checked against the
+/// file length: truncation or corruption is an error, never a panic.
+pub fn parse_image(file: &[u8]) -> Result<ParsedImage<'_>> {
+    let Ok((sb, rest)) = SuperBlock::read_from_prefix(file) else {
+        bail!("too short for a squashfs superblock ({} bytes)", file.len());
+    };
+    ensure!(sb.magic == SQUASHFS_MAGIC, "not a squashfs image (bad magic {:02x?})", sb.magic);
+    ensure!(
+        (sb.version_major.get(), sb.version_minor.get()) == (4, 0),
+        "squashfs version {}.{}, only 4.0 is supported",
+        sb.version_major,
+        sb.version_minor
+    );
+    let bs = sb.block_size.get();
+    ensure!(
+        bs.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs),
+        "corrupted superblock: block size {bs}"
+    );
+    ensure!(u32::from(sb.block_log.get()) == bs.trailing_zeros(), "corrupted superblock: block_log");
+    let used = sb.bytes_used.get();
+    ensure!(
+        used <= file.len() as u64,
+        "truncated image: superblock says {used} bytes, file has {}",
+        file.len()
+    );
+    for (name, off) in [
+        ("inode table", sb.inode_table.get()),
+        ("directory table", sb.dir_table.get()),
+        ("id table", sb.id_table.get()),
+    ] {
+        ensure!(off < used, "corrupted superblock: {name} at {off}, past the end ({used})");
+    }
+    ensure!(sb.inode_table.get() <= sb.dir_table.get(), "corrupted superblock: table order");
+
+    let xz = if sb.flags.get() & FLAG_COMPRESSOR_OPTIONS != 0 && sb.compressor.get() == COMPRESSOR_XZ {
+        let Ok((header, body)) = U16::read_from_prefix(rest) else { bail!("truncated compression options") };
+        let len = usize::from(header.get() & !METADATA_UNCOMPRESSED);
+        ensure!(
+            header.get() & METADATA_UNCOMPRESSED != 0 && len >= 8 && len <= body.len(),
+            "unexpected xz compression options block"
+        );
+        Some(XzOptions::read_from_prefix(body).map_err(|_| anyhow::anyhow!("truncated xz options"))?.0)
+    } else {
+        None
+    };
+
+    let trailer = match Trailer::read_from_suffix(file) {
+        Ok((_, t)) if t.magic == TRAILER_MAGIC => {
+            let mut check = t;
+            check.seal();
+            ensure!(check.trailer_crc32 == t.trailer_crc32, "corrupted image trailer (checksum mismatch)");
+            ensure!(t.version.get() == TRAILER_VERSION, "image trailer version {} unsupported", t.version);
+            ensure!(
+                t.squashfs_len.get() == used,
+                "image trailer says {} squashfs bytes, superblock says {used}",
+                t.squashfs_len
+            );
+            ensure!(
+                used + TRAILER_SIZE as u64 <= file.len() as u64,
+                "image trailer overlaps the squashfs data"
+            );
+            Some(t)
+        }
+        _ => None,
+    };
+    Ok(ParsedImage { superblock: sb, xz, trailer, squashfs: &file[..used as usize] })
+}
+
+impl ParsedImage<'_> {
+    /// Check the recorded CRC, as the module does at load.
+    pub fn check_crc(&self) -> Result<()> {
+        if let Some(t) = &self.trailer {
+            let crc = crc32fast::hash(self.squashfs);
+            ensure!(
+                crc == t.squashfs_crc32.get(),
+                "image data corrupted: CRC-32 {crc:08x}, recorded {:08x}",
+                t.squashfs_crc32.get()
+            );
+        }
+        Ok(())
+    }
+}

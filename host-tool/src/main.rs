@@ -1,0 +1,236 @@
+//! `kheaders-image`: pack a kernel's headers into a mountable squashfs image,
+//! inspect one, verify one against a directory or upstream's tar.xz.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use kheaders_image::format::parse_image;
+use kheaders_image::inspect::inspect;
+use kheaders_image::output::write_atomically;
+use kheaders_image::pack::{check_block_size, pack, PackOptions, DEFAULT_BLOCK_SIZE};
+use kheaders_image::parallel::default_jobs;
+use kheaders_image::progress::Progress;
+use kheaders_image::select::KernelTree;
+use kheaders_image::time::{image_time_from_env, parse_date};
+use kheaders_image::tree::HeaderTree;
+use kheaders_image::verify::compare;
+
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pack the headers of a kernel tree (the set CONFIG_IKHEADERS carries,
+    /// comments stripped the same way) into a squashfs-xz image.
+    Pack {
+        /// Kernel tree: a source tree, an in-tree build, or an O= build
+        /// directory (its `source` link leads to the source tree).
+        tree: PathBuf,
+        /// Output image file (`-` for standard output). Written atomically.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Source tree, when TREE is a build directory without a `source` link.
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Kernel arch as under arch/ (SRCARCH). Default: the arch TREE was
+        /// built for, else the host's.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Squashfs data block size (power of two, 4K to 1M).
+        #[arg(short, long, default_value_t = DEFAULT_BLOCK_SIZE, value_parser = parse_size)]
+        block_size: u32,
+        /// xz preset: 0-9, optionally with `e` for the extreme variant.
+        #[arg(long, default_value = "6", value_parser = parse_preset)]
+        xz_preset: u32,
+        /// Time stamp for every entry, seconds or a `date -d` string.
+        /// Default: $KBUILD_BUILD_TIMESTAMP, else $SOURCE_DATE_EPOCH, else 0.
+        #[arg(long)]
+        mtime: Option<String>,
+        /// Compression threads. Default: all CPUs.
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// No progress or summary.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print an image's superblock and statistics; checks it end to end.
+    Inspect {
+        image: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that an image holds exactly the same paths, types, modes,
+    /// symlink targets and bytes as a directory or a kheaders .tar.xz.
+    Verify {
+        image: PathBuf,
+        /// A directory, or a tar(.xz) archive such as kernel/kheaders_data.tar.xz.
+        reference: PathBuf,
+        /// Differences to print at most.
+        #[arg(long, default_value_t = 20)]
+        max_diffs: usize,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1024),
+        Some((i, 'm' | 'M')) => (&s[..i], 1024 * 1024),
+        _ => (s, 1),
+    };
+    let n: u32 = num.parse().map_err(|_| format!("{s:?} is not a size like 131072, 128K or 1M"))?;
+    let bs = n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))?;
+    check_block_size(bs).map_err(|e| e.to_string())?;
+    Ok(bs)
+}
+
+fn parse_preset(s: &str) -> Result<u32, String> {
+    let (level, extreme) = match s.strip_suffix('e') {
+        Some(l) => (l, liblzma::stream::PRESET_EXTREME),
+        None => (s, 0),
+    };
+    match level.parse::<u32>() {
+        Ok(l) if l <= 9 => Ok(l | extreme),
+        _ => Err(format!("{s:?} is not an xz preset (0-9, optionally followed by e)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kheaders-image: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Pack { tree, output, source, arch, block_size, xz_preset, mtime, jobs, quiet } => {
+            let start = Instant::now();
+            let kt = KernelTree::resolve(&tree, source.as_deref(), arch.as_deref())?;
+            if !kt.is_configured() && !quiet {
+                eprintln!(
+                    "kheaders-image: warning: {} is not configured; the image lacks include/generated/*",
+                    kt.build_dir().display()
+                );
+            }
+            let mtime = match mtime {
+                Some(m) => parse_date(&m).context("--mtime")?,
+                None => image_time_from_env()?,
+            };
+            let jobs = jobs.unwrap_or_else(default_jobs).max(1);
+            let progress = Progress::new(quiet);
+            let headers = HeaderTree::from_kernel(&kt, jobs, &progress)?;
+            let opts = PackOptions { block_size, mtime, jobs, xz_preset, kernel_release: kt.kernel_release() };
+            let image = pack(&headers, &opts, &progress)?;
+            write_atomically(&output, &image)?;
+            if !quiet {
+                let s = headers.stats();
+                eprintln!(
+                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {} KiB blocks, {:.1} s",
+                    output.display(),
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    s.file_bytes as f64 / 1048576.0,
+                    image.len() as f64 / 1048576.0,
+                    100.0 * image.len() as f64 / s.file_bytes.max(1) as f64,
+                    block_size / 1024,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { image, json } => {
+            let bytes = read_image(&image)?;
+            let info = inspect(&bytes).with_context(|| format!("{}", image.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("{}: {info}", image.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { image, reference, max_diffs } => {
+            let bytes = read_image(&image)?;
+            let parsed = parse_image(&bytes).with_context(|| format!("{}", image.display()))?;
+            parsed.check_crc().with_context(|| format!("{}", image.display()))?;
+            let actual = HeaderTree::from_image_bytes(&bytes).with_context(|| format!("{}", image.display()))?;
+            let expected = if reference.is_dir() {
+                HeaderTree::from_dir(&reference)?
+            } else if reference.exists() {
+                HeaderTree::from_tarball(&reference)?
+            } else {
+                bail!("reference {} does not exist", reference.display());
+            };
+            let diffs = compare(&expected, &actual);
+            let s = expected.stats();
+            if diffs.is_empty() {
+                println!(
+                    "{} matches {}: {} files, {} directories, {} symlinks, {} bytes identical",
+                    image.display(),
+                    reference.display(),
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    s.file_bytes
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            for d in diffs.iter().take(max_diffs) {
+                println!("{d}");
+            }
+            if diffs.len() > max_diffs {
+                println!("... and {} more", diffs.len() - max_diffs);
+            }
+            eprintln!(
+                "kheaders-image: {} differs from {} in {} place(s)",
+                image.display(),
+                reference.display(),
+                diffs.len()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn read_image(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn block_sizes() {
+        assert_eq!(parse_size("128K"), Ok(131072));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("100K").is_err());
+        assert!(parse_size("2M").is_err());
+        assert!(parse_size("2k").is_err());
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn presets() {
+        use super::parse_preset;
+        assert_eq!(parse_preset("6"), Ok(6));
+        assert_eq!(parse_preset("9e"), Ok(9 | liblzma::stream::PRESET_EXTREME));
+        assert!(parse_preset("10").is_err());
+        assert!(parse_preset("e").is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! The header tree as data: path -> directory, file bytes or symlink target.
+//!
+//! Every source the tool deals with becomes one of these: a kernel tree
+//! (selected and stripped, what `pack` writes), an extracted directory, an
+//! upstream `kheaders` tar.xz, or a squashfs image (what `verify` compares).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Cursor, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::parallel::parallel_map;
+use crate::progress::Progress;
+use crate::select::{parent_dirs, select_headers, KernelTree, Selected};
+use crate::strip::strip_comments;
+
+/// Modes upstream's `tar --mode=u=rw,go=r,a+X` gives: the `X` is evaluated
+/// after `u=rw,go=r` cleared every execute bit, so only directories get it.
+pub const DIR_MODE: u32 = 0o755;
+pub const FILE_MODE: u32 = 0o644;
+/// Symlink permissions mean nothing on Linux; 0777 is what they read back as.
+pub const SYMLINK_MODE: u32 = 0o777;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, data: Vec<u8> },
+    Symlink { target: String },
+}
+
+impl Node {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Dir { .. } => "directory",
+            Node::File { .. } => "file",
+            Node::Symlink { .. } => "symlink",
+        }
+    }
+}
+
+/// Paths are relative (`include/linux/sched.h`), `/`-separated, sorted; the
+/// root directory itself is implied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderTree {
+    pub entries: BTreeMap<String, Node>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    pub files: u64,
+    /// Including the root.
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Sum of file sizes.
+    pub file_bytes: u64,
+}
+
+impl HeaderTree {
+    /// The headers of a kernel tree, selected and stripped as upstream does.
+    pub fn from_kernel(tree: &KernelTree, jobs: usize, progress: &Progress) -> Result<HeaderTree> {
+        let selected = select_headers(tree)?;
+        let items: Vec<(&String, &Selected)> = selected.iter().collect();
+        let total = items.len() as u64;
+        let nodes = parallel_map(&items, jobs, |&(_, sel)| -> Result<Node> {
+            Ok(match sel {
+                Selected::File(src) => {
+                    let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+                    Node::File { mode: FILE_MODE, data: strip_comments(&data) }
+                }
+                Selected::Symlink(src) => {
+                    let target = fs::read_link(src)
+                        .with_context(|| format!("reading symlink {}", src.display()))?;
+                    let target = target
+                        .to_str()
+                        .ok_or_else(|| anyhow!("{}: symlink target is not UTF-8", src.display()))?
+                        .to_string();
+                    Node::Symlink { target }
+                }
+                Selected::Dir => Node::Dir { mode: DIR_MODE },
+            })
+        }, |done| progress.update("reading headers", done, total));
+        let mut entries = BTreeMap::new();
+        for ((path, _), node) in items.into_iter().zip(nodes) {
+            entries.insert(path.clone(), node?);
+        }
+        let mut tree = HeaderTree { entries };
+        tree.add_parent_dirs();
+        Ok(tree)
+    }
+
+    fn add_parent_dirs(&mut self) {
+        for dir in parent_dirs(self.entries.keys().map(String::as_str)) {
+            self.entries.entry(dir).or_insert(Node::Dir { mode: DIR_MODE });
+        }
+    }
+
+    /// Everything below `root` on disk (symlinks not followed).
+    pub fn from_dir(root: &Path) -> Result<HeaderTree> {
+        let mut tree = HeaderTree::default();
+        if !fs::metadata(root).with_context(|| format!("{}", root.display()))?.is_dir() {
+            bail!("{} is not a directory", root.display());
+        }
+        fn walk(dir: &Path, rel: &str, tree: &mut HeaderTree) -> Result<()> {
+            for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+                let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name
+                    .to_str()
+                    .ok_or_else(|| anyhow!("{}: file name is not UTF-8", path.display()))?;
+                let rel = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+                let meta = fs::symlink_metadata(&path)
+                    .with_context(|| format!("stat {}", path.display()))?;
+                let mode = meta.permissions().mode() & 0o7777;
+                let node = if meta.is_dir() {
+                    walk(&path, &rel, tree)?;
+                    Node::Dir { mode }
+                } else if meta.is_file() {
+                    let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    Node::File { mode, data }
+                } else if meta.is_symlink() {
+                    let target = fs::read_link(&path)?;
+                    let target = target
+                        .to_str()
+                        .ok_or_else(|| anyhow!("{}: symlink target is not UTF-8", path.display()))?;
+                    Node::Symlink { target: target.to_string() }
+                } else {
+                    bail!("{}: unsupported file type", path.display());
+                };
+                tree.entries.insert(rel, node);
+            }
+            Ok(())
+        }
+        walk(root, "", &mut tree)?;
+        Ok(tree)
+    }
+
+    /// The content of a `.tar.xz` (or plain `.tar`) archive such as upstream's
+    /// `kheaders_data.tar.xz`.
+    pub fn from_tarball(path: &Path) -> Result<HeaderTree> {
+        let raw = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let data = if raw.starts_with(b"\xfd7zXZ\0") {
+            let mut out = Vec::new();
+            liblzma::read::XzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .with_context(|| format!("{}: bad xz data", path.display()))?;
+            out
+        } else {
+            raw
+        };
+        let ctx = || format!("{}: bad tar archive", path.display());
+        let mut archive = tar::Archive::new(Cursor::new(data));
+        let mut tree = HeaderTree::default();
+        for entry in archive.entries().with_context(ctx)? {
+            let mut entry = entry.with_context(ctx)?;
+            let raw_path = entry.path().with_context(ctx)?.into_owned();
+            let Some(rel) = normalize(&raw_path) else {
+                bail!("{}: unsafe path {:?} in archive", path.display(), raw_path);
+            };
+            let mode = entry.header().mode().with_context(ctx)? & 0o7777;
+            let node = match entry.header().entry_type() {
+                tar::EntryType::Directory => Node::Dir { mode },
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    entry.read_to_end(&mut data).with_context(ctx)?;
+                    Node::File { mode, data }
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry.link_name().with_context(ctx)?.ok_or_else(|| anyhow!("{}: symlink without target", ctx()))?;
+                    let target = target.to_str().ok_or_else(|| anyhow!("{}: non-UTF-8 symlink", ctx()))?;
+                    Node::Symlink { target: target.to_string() }
+                }
+                other => bail!("{}: {rel}: unsupported entry type {:?}", path.display(), other),
+            };
+            if !rel.is_empty() {
+                tree.entries.insert(rel, node);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The content of a squashfs image, read with backhand.
+    pub fn from_image_bytes(image: &[u8]) -> Result<HeaderTree> {
+        let reader = catch_panics(|| backhand::FilesystemReader::from_reader(Cursor::new(image)))
+            .and_then(|r| r.map_err(|e| anyhow!("{e}")))
+            .context("not a readable squashfs image")?;
+        let mut tree = HeaderTree::default();
+        for node in reader.files() {
+            let Some(rel) = normalize(&node.fullpath) else {
+                bail!("unsafe path {:?} in image", node.fullpath);
+            };
+            let mode = u32::from(node.header.permissions) & 0o7777;
+            let entry = match &node.inner {
+                backhand::InnerNode::Dir(_) => Node::Dir { mode },
+                backhand::InnerNode::File(f) => {
+                    let mut data = Vec::with_capacity(f.file_len());
+                    catch_panics(|| reader.file(f).reader().read_to_end(&mut data))
+                        .and_then(|r| r.map_err(anyhow::Error::from))
+                        .with_context(|| format!("reading {rel} from the image"))?;
+                    Node::File { mode, data }
+                }
+                backhand::InnerNode::Symlink(s) => {
+                    let target = s.link.to_str().ok_or_else(|| anyhow!("{rel}: non-UTF-8 symlink"))?;
+                    Node::Symlink { target: target.to_string() }
+                }
+                _ => bail!("{rel}: device, FIFO or socket in image"),
+            };
+            if !rel.is_empty() {
+                tree.entries.insert(rel, entry);
+            }
+        }
+        Ok(tree)
+    }
+
+    pub fn stats(&self) -> TreeStats {
+        let mut s = TreeStats { dirs: 1, ..TreeStats::default() };
+        for node in self.entries.values() {
+            match node {
+                Node::Dir { .. } => s.dirs += 1,
+                Node::File { data, .. } => {
+                    s.files += 1;
+                    s.file_bytes += data.len() as u64;
+                }
+                Node::Symlink { .. } => s.symlinks += 1,
+            }
+        }
+        s
+    }
+}
+
+/// `./include/x.h`, `/include/x.h` -> `include/x.h`; `.`, `/` -> ``. Refuses `..`.
+fn normalize(p: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(s) => parts.push(s.to_str()?),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// backhand is a general parser; a hostile image must give an error here,
+/// never take the process down.
+pub(crate) fn catch_panics<T>(f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| anyhow!("corrupted image (the squashfs reader gave up)"))
+}

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers for what the 6.12 Rust block API (and `kernel::error`) lacks. This is the only
+//! place that touches `kernel::bindings`.
+//!
+//! - [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
+//!   the block layer, `BLKROSET` to read-write refused, no partition scan, and
+//!   `fops.owner` set so that an open or mounted disk pins the module (6.12's
+//!   builder leaves `owner` null: `rmmod` then succeeds under a mount and the
+//!   next access oopses).
+//! - [`RequestView`]: a request's op, position and length, and its data
+//!   segments mapped one page at a time (what C gets from `blk_rq_pos()`,
+//!   `req_op()` and `rq_for_each_segment()`).
+//!
+//! Shaped after the out-of-tree upstream work (`Request::sector()`, segment
+//! iteration) so that the driver can move to it when the kernel grows it.
+
+use core::ffi::c_int;
+use core::ptr::NonNull;
+
+use kernel::bindings;
+use kernel::block::mq::{Operations, Request, TagSet};
+use kernel::error::{code, from_err_ptr, to_result, Result};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::ThisModule;
+
+// Page arithmetic below (`bv_page.add(n)`) needs one contiguous `struct page`
+// array, true for these memory models.
+#[cfg(not(any(CONFIG_SPARSEMEM_VMEMMAP, CONFIG_FLATMEM)))]
+compile_error!("kheaders_blk needs SPARSEMEM_VMEMMAP or FLATMEM (contiguous struct pages)");
+
+/// `EBADMSG`, which 6.12's `kernel::error::code` does not list.
+pub(crate) fn ebadmsg() -> kernel::error::Error {
+    kernel::error::Error::from_errno(-(bindings::EBADMSG as c_int))
+}
+
+/// A registered, read-only blk-mq disk. Deleted on drop.
+pub(crate) struct ReadOnlyDisk<T: Operations> {
+    disk: NonNull<bindings::gendisk>,
+    /// Referenced by `disk.fops`; outlives the disk (dropped after `drop()`).
+    _fops: KBox<bindings::block_device_operations>,
+    /// The queue refers to the tag set until `put_disk()`.
+    _tagset: Arc<TagSet<T>>,
+}
+
+// SAFETY: The gendisk is owned by this value and only touched in `add` and
+// `drop`; the block layer synchronizes everything else.
+unsafe impl<T: Operations> Send for ReadOnlyDisk<T> {}
+// SAFETY: No `&self` method touches the gendisk.
+unsafe impl<T: Operations> Sync for ReadOnlyDisk<T> {}
+
+/// `BLKROSET` hook: making the disk read-only again is fine, read-write never.
+unsafe extern "C" fn refuse_read_write(_bdev: *mut bindings::block_device, ro: bool) -> c_int {
+    if ro {
+        0
+    } else {
+        -(bindings::EROFS as c_int)
+    }
+}
+
+impl<T: Operations> ReadOnlyDisk<T> {
+    /// Allocate the disk `name` (at most 31 bytes) on `tagset`, of
+    /// `capacity_sectors` 512-byte sectors, and add it to the system.
+    pub(crate) fn add(
+        name: &CStr,
+        capacity_sectors: u64,
+        logical_block_size: u32,
+        tagset: Arc<TagSet<T>>,
+        module: &'static ThisModule,
+    ) -> Result<Self> {
+        let name = name.as_bytes_with_nul();
+        if name.len() > 32 || !logical_block_size.is_power_of_two() || logical_block_size < 512 {
+            return Err(code::EINVAL);
+        }
+
+        // SAFETY: All-zero is a valid `block_device_operations` (no callbacks,
+        // null pointers).
+        let mut fops: bindings::block_device_operations = unsafe { core::mem::zeroed() };
+        fops.owner = module.as_ptr();
+        fops.set_read_only = Some(refuse_read_write);
+        let fops = KBox::new(fops, GFP_KERNEL)?;
+
+        // SAFETY: `queue_limits` is plain data; zero means "default" for every
+        // field we do not set (no discard, no write-zeroes, no write cache).
+        let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
+        lim.logical_block_size = logical_block_size;
+        lim.physical_block_size = logical_block_size;
+
+        // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>`;
+        // 6.12 keeps its accessor crate-private.
+        let set = (&*tagset as *const TagSet<T>).cast_mut().cast::<bindings::blk_mq_tag_set>();
+        // `LockClassKey` is `#[repr(transparent)]` over the C key; its
+        // accessor is crate-private in 6.12.
+        let lock_class = (kernel::static_lock_class!() as *const kernel::sync::LockClassKey)
+            .cast_mut()
+            .cast::<bindings::lock_class_key>();
+        // SAFETY: `set` points to an initialized, pinned tag set that we keep
+        // alive (in `_tagset`) for as long as the disk exists. `lim` lives for
+        // the call. The lock class is static.
+        let disk = from_err_ptr(unsafe {
+            bindings::__blk_mq_alloc_disk(
+                set,
+                &mut lim,
+                core::ptr::null_mut(),
+                lock_class,
+            )
+        })?;
+        let disk = NonNull::new(disk).ok_or(code::ENOMEM)?;
+        let d = disk.as_ptr();
+
+        // SAFETY: `d` is a valid gendisk that is not yet visible to anyone
+        // else, so plain writes are fine. `fops` is heap-allocated and stays
+        // put until after `put_disk()`.
+        unsafe {
+            (*d).fops = &*fops;
+            (*d).flags |= bindings::GENHD_FL_NO_PART as c_int;
+            for (dst, &src) in (*d).disk_name.iter_mut().zip(name) {
+                *dst = src as _;
+            }
+            bindings::set_capacity(d, capacity_sectors);
+            bindings::set_disk_ro(d, true);
+        }
+
+        // SAFETY: `d` is a fully set up gendisk allocated above.
+        if let Err(e) = to_result(unsafe {
+            bindings::device_add_disk(core::ptr::null_mut(), d, core::ptr::null_mut())
+        }) {
+            // SAFETY: Not added, so `put_disk()` alone releases it.
+            unsafe { bindings::put_disk(d) };
+            return Err(e);
+        }
+        Ok(ReadOnlyDisk { disk, _fops: fops, _tagset: tagset })
+    }
+}
+
+impl<T: Operations> Drop for ReadOnlyDisk<T> {
+    fn drop(&mut self) {
+        // SAFETY: The disk was added in `add()` and is deleted exactly once,
+        // here. `owner` pins the module while the disk is open, so nobody
+        // has it open now.
+        unsafe {
+            bindings::del_gendisk(self.disk.as_ptr());
+            bindings::put_disk(self.disk.as_ptr());
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Read,
+    /// Anything else (write, flush, discard, ...), with `REQ_OP_*`.
+    Other(u32),
+}
+
+/// A borrowed view of a request the driver owns (between `queue_rq` and its
+/// completion).
+pub(crate) struct RequestView<'a> {
+    rq: &'a bindings::request,
+}
+
+impl<'a> RequestView<'a> {
+    pub(crate) fn new<T: Operations>(rq: &'a Request<T>) -> Self {
+        // `Request<T>` is `#[repr(transparent)]` over `Opaque<request>`.
+        let raw = (rq as *const Request<T>).cast::<bindings::request>();
+        // SAFETY: `rq` is a live request owned by the driver for `'a`; the
+        // block layer does not modify the fields we read while we own it.
+        RequestView { rq: unsafe { &*raw } }
+    }
+
+    /// `req_op(rq)`.
+    pub(crate) fn op(&self) -> Op {
+        match self.rq.cmd_flags & ((1 << bindings::REQ_OP_BITS) - 1) {
+            bindings::req_op_REQ_OP_READ => Op::Read,
+            other => Op::Other(other),
+        }
+    }
+
+    /// `blk_rq_pos(rq)`: first 512-byte sector.
+    pub(crate) fn sector(&self) -> u64 {
+        self.rq.__sector
+    }
+
+    /// `blk_rq_bytes(rq)`.
+    pub(crate) fn bytes(&self) -> u32 {
+        self.rq.__data_len
+    }
+
+    /// Call `f` on each data segment in order, split so that none crosses a
+    /// page (like `rq_for_each_segment()`), mapped for writing. Returns the
+    /// number of bytes visited; stops at the first error from `f`.
+    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(&mut [u8]) -> Result) -> Result<u64> {
+        let page_size = bindings::PAGE_SIZE as u32;
+        let mut total = 0u64;
+        let mut bio = self.rq.bio;
+        while !bio.is_null() {
+            // SAFETY: The bios of a request we own stay valid until we
+            // complete it; `bio` came from `rq.bio` / `bi_next`.
+            let b = unsafe { &*bio };
+            let mut iter = b.bi_iter;
+            while iter.bi_size > 0 {
+                // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a
+                // valid `bio_vec` of this bio (block layer invariant).
+                let bv = unsafe { &*b.bi_io_vec.add(iter.bi_idx as usize) };
+                let offset = bv.bv_offset + iter.bi_bvec_done;
+                let in_page = offset % page_size;
+                let len = (bv.bv_len - iter.bi_bvec_done)
+                    .min(iter.bi_size)
+                    .min(page_size - in_page);
+                // SAFETY: A bvec covers physically contiguous pages; with a
+                // contiguous `struct page` array (checked at build time) the
+                // n-th page is `bv_page + n` (`nth_page()`).
+                let page = unsafe { bv.bv_page.add((offset / page_size) as usize) };
+                // SAFETY: `page` is a valid page of the request's buffer.
+                let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
+                // SAFETY: `[in_page, in_page + len)` lies within the mapped
+                // page and belongs to this request alone; nobody else accesses
+                // it until the request completes.
+                let seg = unsafe { core::slice::from_raw_parts_mut(addr.add(in_page as usize), len as usize) };
+                let r = f(seg);
+                #[cfg(not(CONFIG_X86))]
+                // SAFETY: `page` is valid; keeps caches coherent where the
+                // architecture needs it (a no-op on x86).
+                unsafe {
+                    bindings::flush_dcache_page(page)
+                };
+                // SAFETY: `addr` came from `kmap_local_page` just above, and
+                // mappings are released in reverse order (only one here).
+                unsafe { bindings::kunmap_local(addr.cast()) };
+                r?;
+                total += u64::from(len);
+                iter.bi_size -= len;
+                iter.bi_bvec_done += len;
+                if iter.bi_bvec_done == bv.bv_len {
+                    iter.bi_idx += 1;
+                    iter.bi_bvec_done = 0;
+                }
+            }
+            bio = b.bi_next;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The embedded header image and the checks made before serving it.
+//!
+//! Layout (written by `kheaders-image pack`, see `host-tool/src/format.rs`):
+//! squashfs 4.0 (`bytes_used` long), zero padding, then a 128-byte trailer at
+//! the very end. The trailer records a CRC-32 of the squashfs bytes, which we
+//! check at load so that a corrupted module never serves a byte.
+
+use crate::crc32::crc32;
+
+/// The image, generated at build time next to this file (see `kmod/Kbuild`).
+pub(crate) static IMAGE: &[u8] = include_bytes!("kheaders.img");
+
+const TRAILER_MAGIC: &[u8; 8] = b"KHDRSQFS";
+const TRAILER_VERSION: u32 = 1;
+const TRAILER_SIZE: usize = 128;
+const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
+/// Offset of `bytes_used` in the squashfs superblock.
+const SQUASHFS_BYTES_USED: usize = 40;
+
+/// What the trailer says about the image, once checked.
+pub(crate) struct ImageInfo {
+    pub(crate) squashfs_len: u64,
+    pub(crate) files: u32,
+    pub(crate) dirs: u32,
+    pub(crate) symlinks: u32,
+    pub(crate) uncompressed_bytes: u64,
+    pub(crate) block_size: u32,
+    release: [u8; 64],
+}
+
+impl ImageInfo {
+    /// `UTS_RELEASE` of the tree the image was packed from, as bytes.
+    pub(crate) fn release(&self) -> &[u8] {
+        let end = self.release.iter().position(|&b| b == 0).unwrap_or(self.release.len());
+        &self.release[..end]
+    }
+}
+
+/// Why an image is refused.
+pub(crate) enum ImageError {
+    TooShort(usize),
+    NoTrailer,
+    TrailerChecksum { computed: u32, recorded: u32 },
+    TrailerVersion(u32),
+    NotSquashfs,
+    LengthMismatch { trailer: u64, superblock: u64 },
+    DataChecksum { computed: u32, recorded: u32 },
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// Check `image` end to end: trailer, superblock, and the data CRC.
+pub(crate) fn check(image: &[u8]) -> Result<ImageInfo, ImageError> {
+    // Large enough for the superblock and the trailer: every fixed offset
+    // below is in bounds.
+    if image.len() < 96 + TRAILER_SIZE {
+        return Err(ImageError::TooShort(image.len()));
+    }
+    let t = &image[image.len() - TRAILER_SIZE..];
+    if &t[0..8] != TRAILER_MAGIC {
+        return Err(ImageError::NoTrailer);
+    }
+    let computed = crc32(&t[..TRAILER_SIZE - 4]);
+    let recorded = le32(t, TRAILER_SIZE - 4);
+    if computed != recorded {
+        return Err(ImageError::TrailerChecksum { computed, recorded });
+    }
+    let version = le32(t, 8);
+    if version != TRAILER_VERSION || le32(t, 12) as usize != TRAILER_SIZE {
+        return Err(ImageError::TrailerVersion(version));
+    }
+    if &image[0..4] != SQUASHFS_MAGIC {
+        return Err(ImageError::NotSquashfs);
+    }
+    let squashfs_len = le64(t, 16);
+    let bytes_used = le64(image, SQUASHFS_BYTES_USED);
+    if squashfs_len != bytes_used || squashfs_len > (image.len() - TRAILER_SIZE) as u64 {
+        return Err(ImageError::LengthMismatch { trailer: squashfs_len, superblock: bytes_used });
+    }
+    let computed = crc32(&image[..squashfs_len as usize]);
+    let recorded = le32(t, 24);
+    if computed != recorded {
+        return Err(ImageError::DataChecksum { computed, recorded });
+    }
+    let mut release = [0u8; 64];
+    release.copy_from_slice(&t[56..120]);
+    Ok(ImageInfo {
+        squashfs_len,
+        block_size: le32(t, 28),
+        files: le32(t, 32),
+        dirs: le32(t, 36),
+        symlinks: le32(t, 40),
+        uncompressed_bytes: le64(t, 48),
+        release,
+    })
+}

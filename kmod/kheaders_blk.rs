@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kheaders_blk: the kernel's own headers, the set `CONFIG_IKHEADERS` carries,
+//! as a read-only block device holding a squashfs-xz image:
+//!
+//! ```text
+//! modprobe kheaders_blk && mount -t squashfs -o ro /dev/kheaders0 /mnt
+//! ```
+//!
+//! The image is packed at build time by `kheaders-image` and embedded in the
+//! module. Reads are served by copying from it; squashfs decompresses only
+//! the blocks that are read. Nothing can write to the device.
+
+mod blk_ext;
+mod crc32;
+mod image;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use kernel::block::mq::{self, Operations, TagSet};
+use kernel::c_str;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::types::ARef;
+
+use blk_ext::{Op, ReadOnlyDisk, RequestView};
+use image::{ImageError, IMAGE};
+
+module! {
+    type: KheadersBlk,
+    name: "kheaders_blk",
+    author: "kheaders-blk developers",
+    description: "Kernel headers (the IKHEADERS set) as a read-only squashfs block device, /dev/kheaders0",
+    license: "GPL",
+}
+
+const DISK_NAME: &CStr = c_str!("kheaders0");
+/// Page-sized: the image is padded to it, and squashfs reads whole pages.
+const LOGICAL_BLOCK_SIZE: u32 = 4096;
+const SECTOR_SIZE: u64 = 512;
+
+/// Device size: the image rounded up to the logical block size; the tail
+/// reads as zeros.
+fn capacity_bytes() -> u64 {
+    (IMAGE.len() as u64).next_multiple_of(u64::from(LOGICAL_BLOCK_SIZE))
+}
+
+struct KheadersBlk {
+    _disk: ReadOnlyDisk<ImageDisk>,
+}
+
+impl kernel::Module for KheadersBlk {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let info = match image::check(IMAGE) {
+            Ok(info) => info,
+            Err(e) => {
+                report_bad_image(e);
+                return Err(blk_ext::ebadmsg());
+            }
+        };
+        if let Some(built_for) = option_env!("KHEADERS_KERNELRELEASE") {
+            if info.release() != built_for.as_bytes() {
+                pr_warn!(
+                    "the embedded headers are of kernel {}, this module was built for {}\n",
+                    BStr(info.release()),
+                    built_for
+                );
+            }
+        }
+        let tagset = Arc::pin_init(TagSet::new(1, 64, 1), GFP_KERNEL)?;
+        let disk = ReadOnlyDisk::add(
+            DISK_NAME,
+            capacity_bytes() / SECTOR_SIZE,
+            LOGICAL_BLOCK_SIZE,
+            tagset,
+            module,
+        )?;
+        pr_info!(
+            "/dev/{}: headers of {}, squashfs-xz {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
+            DISK_NAME,
+            BStr(info.release()),
+            info.squashfs_len / 1024,
+            info.block_size / 1024,
+            info.files,
+            info.dirs,
+            info.symlinks,
+            info.uncompressed_bytes / 1024,
+        );
+        Ok(KheadersBlk { _disk: disk })
+    }
+}
+
+impl Drop for KheadersBlk {
+    fn drop(&mut self) {
+        pr_info!("/dev/{} removed\n", DISK_NAME);
+    }
+}
+
+fn report_bad_image(e: ImageError) {
+    match e {
+        ImageError::TooShort(len) => pr_err!("embedded image is only {} bytes; refusing to load\n", len),
+        ImageError::NoTrailer => pr_err!("embedded image has no kheaders-image trailer; refusing to load\n"),
+        ImageError::TrailerChecksum { computed, recorded } => pr_err!(
+            "embedded image trailer is corrupted (crc32 {:08x}, recorded {:08x}); refusing to load\n",
+            computed,
+            recorded
+        ),
+        ImageError::TrailerVersion(v) => pr_err!("embedded image trailer version {} is not supported; refusing to load\n", v),
+        ImageError::NotSquashfs => pr_err!("embedded image is not squashfs; refusing to load\n"),
+        ImageError::LengthMismatch { trailer, superblock } => pr_err!(
+            "embedded image is inconsistent (trailer: {} squashfs bytes, superblock: {}); refusing to load\n",
+            trailer,
+            superblock
+        ),
+        ImageError::DataChecksum { computed, recorded } => pr_err!(
+            "embedded image is corrupted (crc32 {:08x}, recorded {:08x}); refusing to load\n",
+            computed,
+            recorded
+        ),
+    }
+}
+
+/// Bytes as text in log lines (the release string is ASCII).
+struct BStr<'a>(&'a [u8]);
+
+impl core::fmt::Display for BStr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match core::str::from_utf8(self.0) {
+            Ok("") => f.write_str("unknown"),
+            Ok(s) => f.write_str(s),
+            Err(_) => f.write_str("(non-ASCII)"),
+        }
+    }
+}
+
+struct ImageDisk;
+
+static REFUSED_WRITE: AtomicBool = AtomicBool::new(false);
+
+#[vtable]
+impl Operations for ImageDisk {
+    fn queue_rq(rq: ARef<mq::Request<Self>>, _is_last: bool) -> Result {
+        // On error the ARef is dropped unended and the block layer completes
+        // the request with the error.
+        serve(&RequestView::new(&rq))?;
+        mq::Request::end_ok(rq).map_err(|_| EIO)
+    }
+
+    fn commit_rqs() {}
+}
+
+/// Fill a read request from the image; refuse everything else.
+fn serve(rq: &RequestView<'_>) -> Result {
+    if let Op::Other(op) = rq.op() {
+        if !REFUSED_WRITE.swap(true, Ordering::Relaxed) {
+            pr_warn!("/dev/{} is read-only: failing request op {} (logged once)\n", DISK_NAME, op);
+        }
+        return Err(EIO);
+    }
+    let start = rq.sector().checked_mul(SECTOR_SIZE).ok_or(EIO)?;
+    let len = u64::from(rq.bytes());
+    if start.checked_add(len).map_or(true, |end| end > capacity_bytes()) {
+        return Err(EIO);
+    }
+    // `start` < capacity, which fits in usize (the image is in memory).
+    let mut pos = start as usize;
+    let copied = rq.for_each_segment(|seg| {
+        copy_from_image(pos, seg);
+        pos += seg.len();
+        Ok(())
+    })?;
+    if copied != len {
+        return Err(EIO);
+    }
+    Ok(())
+}
+
+/// `dst` <- image bytes from `pos`, zeros past the end of the image.
+fn copy_from_image(pos: usize, dst: &mut [u8]) {
+    let src = IMAGE.get(pos..).unwrap_or(&[]);
+    let n = src.len().min(dst.len());
+    dst[..n].copy_from_slice(&src[..n]);
+    dst[n..].fill(0);
+}
