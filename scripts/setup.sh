@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install what building and testing need; safe to run again (each step checks
+# first and says what it does).
+#
+#   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev
+#   rustup            the rust-src component (the kernel builds core/alloc)
+#   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)
+#   PyPI              virtme-ng $VIRTME_NG_VERSION in $KHB_CACHE/venv
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+APT_PACKAGES=(
+    "$LINUX_SOURCE_PKG"
+    gcc make flex bison bc cpio perl kmod
+    libelf-dev libssl-dev libclang-dev
+    qemu-system-x86 udev python3 python3-venv util-linux
+    squashfs-tools xz-utils tar
+)
+
+sudo_if_needed() {
+    if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    say "apt: installing ${missing[*]}"
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+else
+    say "apt: all ${#APT_PACKAGES[@]} packages present"
+fi
+
+command -v rustup >/dev/null || die "rustup not found: this project builds with the machine's rustup toolchain"
+if rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+    say "rustup: rust-src present for $(rustc --version)"
+else
+    say "rustup: adding rust-src for $(rustc --version)"
+    rustup component add rust-src
+fi
+
+if [[ "$(bindgen --version 2>/dev/null)" == "bindgen $BINDGEN_VERSION" ]]; then
+    say "cargo: bindgen-cli $BINDGEN_VERSION present"
+else
+    say "cargo: installing bindgen-cli $BINDGEN_VERSION (about a minute)"
+    cargo install --quiet --locked bindgen-cli --version "$BINDGEN_VERSION"
+fi
+
+venv="$KHB_CACHE/venv"
+if [[ "$("$venv/bin/vng" --version 2>/dev/null)" == "virtme-ng $VIRTME_NG_VERSION" ]]; then
+    say "pip: virtme-ng $VIRTME_NG_VERSION present in $venv"
+else
+    say "pip: installing virtme-ng $VIRTME_NG_VERSION into $venv"
+    mkdir -p "$KHB_CACHE"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION"
+fi

@@ -1,0 +1,59 @@
+# Helpers for the VM test suites (sourced by run-suite.sh, inside the VM).
+# The suites get their inputs from the host through these variables:
+#   KHB_REPO          the repository (read-only in the VM)
+#   KHB_KERNEL_TREE   the kernel build tree the VM runs
+#   KHB_MODULE        kheaders_blk.ko to test
+#   KHB_IMAGE         the image embedded in it
+#   KHB_ARTIFACTS     other host-built inputs (sample module, bad modules)
+
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() {
+    [[ "$1" == "$2" ]] || fail "$3: got '$1', expected '$2'"
+}
+
+# expect_fails WHAT CMD...: CMD must exit non-zero; its message is shown.
+expect_fails() {
+    local what="$1"; shift
+    local out
+    if out="$("$@" 2>&1)"; then
+        fail "$what: succeeded but must fail: $* -> $out"
+    fi
+    echo "  refused as expected: $what: $(tail -n1 <<<"$out")"
+}
+
+# A fresh tmpfs at $1 (unmounted by the caller or at the end of the VM run).
+scratch_tmpfs() {
+    mkdir -p "$1"
+    mount -t tmpfs -o size=1G tmpfs "$1"
+}
+
+drop_caches() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+}
+
+module_loaded() { grep -q "^$1 " /proc/modules; }
+
+load_kheaders_blk() {
+    insmod "${1:-$KHB_MODULE}"
+    # devtmpfs creates the node as the disk is added; wait for udev anyway.
+    udevadm settle 2>/dev/null || true
+    [[ -b /dev/kheaders0 ]] || fail "/dev/kheaders0 missing after insmod"
+}
+
+unload_kheaders_blk() {
+    rmmod kheaders_blk
+    [[ ! -e /dev/kheaders0 ]] || fail "/dev/kheaders0 still there after rmmod"
+}
+
+# Every entry below $1 as "path type mode symlink-target", sorted; the root is ".".
+tree_listing() {
+    (cd "$1" && find . -printf '%p %y %m %l\n' | LC_ALL=C sort)
+}
+
+# sha256 of every regular file below $1, sorted by path.
+tree_checksums() {
+    (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+}

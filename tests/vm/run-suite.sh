@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs inside the test VM: every `test_*` function of the given suite files,
+# each in its own subshell with errexit, and prints one line per test and a
+# final "vm tests: N passed, M failed". A test also fails if the kernel logged
+# an oops, BUG or WARNING while it ran.
+#
+#   tests/vm/run-suite.sh [-k REGEX] tests/vm/harness.sh tests/vm/module.sh
+set -u
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/lib.sh"
+
+filter=""
+suites=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -k) filter="$2"; shift 2 ;;
+        *) suites+=("$1"); shift ;;
+    esac
+done
+
+passed=0 failed=0
+failures=()
+for suite in "${suites[@]}"; do
+    name="$(basename "$suite" .sh)"
+    # shellcheck disable=SC1090
+    source "$suite"
+    for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
+        [[ -n "$filter" && ! "$name/$t" =~ $filter ]] && { unset -f "$t"; continue; }
+        before=$(dmesg | wc -l)
+        start=$(date +%s.%N)
+        out="$( (set -eE -o pipefail; trap 'echo "  at line $LINENO: $BASH_COMMAND" >&2' ERR; cd /; "$t") 2>&1)"
+        rc=$?
+        secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
+        oops="$(dmesg | tail -n +"$((before + 1))" | grep -E 'BUG: |Oops|WARNING: |Call Trace|general protection' || true)"
+        if [[ $rc == 0 && -z "$oops" ]]; then
+            passed=$((passed + 1))
+            echo "ok   $name/$t (${secs}s)"
+            [[ -n "${KHB_VERBOSE:-}" && -n "$out" ]] && sed 's/^/     /' <<<"$out"
+        else
+            failed=$((failed + 1))
+            failures+=("$name/$t")
+            echo "FAIL $name/$t (${secs}s, exit $rc)"
+            sed 's/^/     /' <<<"$out" | tail -n 30
+            [[ -n "$oops" ]] && { echo "     kernel log:"; sed 's/^/     /' <<<"$oops"; }
+        fi
+        unset -f "$t"
+    done
+done
+[[ ${#failures[@]} -gt 0 ]] && echo "failed: ${failures[*]}"
+echo "vm tests: $passed passed, $failed failed"
+[[ $failed == 0 && $passed -gt 0 ]]
