@@ -61,12 +61,19 @@ kvm_works() {
 accel=(--disable-kvm)
 kvm_works && accel=()
 
+# The command goes through a script file: virtme-ng passes --exec on the
+# kernel command line, which is cut at 2048 bytes. The guest sees the host's
+# files, so a file under the cache is visible to it.
+script="$(mktemp -p "$KHB_CACHE/vm-logs" cmd.XXXXXX.sh)"
+trap 'rm -f "$script"' EXIT
+printf '%s\n' "exec 2>&1" "$command" >"$script"
+
 start=$SECONDS
 set +e
-# `exec 2>&1` inside: the command's stderr joins its stdout; vng's own
-# stderr (with --verbose: the kernel console) goes to the log.
+# The command's stderr joins its stdout; vng's own stderr (with --verbose:
+# the kernel console) goes to the log.
 timeout -k 10 "$timeout_s" "$VNG" --run "$kernel" "${accel[@]}" --cpus "$cpus" \
-    --memory "$memory" --verbose "${rwdirs[@]}" --exec "exec 2>&1; $command" \
+    --memory "$memory" --verbose "${rwdirs[@]}" --exec "bash $script" \
     </dev/null 2>"$log"
 rc=$?
 set -e

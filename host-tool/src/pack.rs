@@ -140,7 +140,11 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
 }
 
 fn write_squashfs<W: Write + Seek>(tree: &HeaderTree, opts: &PackOptions, mut out: W) -> Result<(SuperBlock, W)> {
-    let mut fs = FilesystemWriter::default();
+    let template = root_template(opts.mtime)?;
+    let template = backhand::FilesystemReader::from_reader(Cursor::new(&template[..]))
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut fs = FilesystemWriter::from_fs_reader(&template).map_err(|e| anyhow!("{e}"))?;
+    fs.set_no_duplicate_files(true);
     fs.set_kind(Kind::new_v4(&TABLE_XZ));
     fs.set_block_size(opts.block_size);
     fs.set_time(opts.mtime);
@@ -164,6 +168,33 @@ fn write_squashfs<W: Write + Seek>(tree: &HeaderTree, opts: &PackOptions, mut ou
     }
     let (sb, _) = fs.write(&mut out).map_err(|e| anyhow!("writing squashfs: {e}"))?;
     Ok((sb, out))
+}
+
+/// An empty, uncompressed image whose root directory has time `mtime`.
+///
+/// backhand 0.25 has no setter for the root inode's time (it stays 0); a
+/// writer made `from_fs_reader` inherits the root header of the image read,
+/// so we make that image and patch the root inode's `mtime` in place (its
+/// metadata is stored raw).
+fn root_template(mtime: u32) -> Result<Vec<u8>> {
+    let mut fs = FilesystemWriter::default();
+    fs.set_compressor(FilesystemCompressor::new(Compressor::Uncompressed, None)?);
+    fs.set_root_mode(DIR_MODE as u16);
+    fs.set_only_root_id();
+    let mut buf = Cursor::new(Vec::new());
+    let (sb, _) = fs.write(&mut buf).map_err(|e| anyhow!("writing the root template: {e}"))?;
+    let mut img = buf.into_inner();
+    let block = (sb.inode_table + (sb.root_inode >> 16)) as usize;
+    let offset = (sb.root_inode & 0xffff) as usize;
+    // Inode header: type, mode, uid, gid (u16 each), then mtime (u32).
+    let at = block + 2 + offset + 8;
+    img[at..at + 4].copy_from_slice(&mtime.to_le_bytes());
+    let check = backhand::FilesystemReader::from_reader(Cursor::new(&img[..]))
+        .map_err(|e| anyhow!("reading back the root template: {e}"))?;
+    let root_time = check.files().next().map(|root| root.header.mtime);
+    drop(check);
+    ensure!(root_time == Some(mtime), "root template: time {root_time:?}, wanted {mtime}");
+    Ok(img)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,197 @@
+//! Bad input: one clear error line, a non-zero exit, and nothing written or
+//! lost.
+
+mod common;
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+/// The failed run printed exactly one `kheaders-image: error:` line that
+/// mentions `needle`, exited 1, and left `out_dir` as it was.
+fn assert_clean_failure(o: &Output, needle: &str, out_dir: &Path, before: &[std::path::PathBuf]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {err}");
+    assert!(lines[0].starts_with("kheaders-image: error: "), "{err}");
+    assert!(lines[0].contains(needle), "{err:?} should mention {needle:?}");
+    assert_eq!(files_in(out_dir), before, "output directory changed");
+}
+
+struct Case {
+    tree: std::path::PathBuf,
+    out_dir: std::path::PathBuf,
+    _t: tempfile::TempDir,
+}
+
+fn case() -> Case {
+    let t = tempdir();
+    let tree = t.path().join("linux");
+    fake_kernel(&tree, true);
+    let out_dir = t.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    // An image from an earlier run that a failed run must not touch.
+    fs::write(out_dir.join("h.img"), b"previous image").unwrap();
+    Case { tree, out_dir, _t: t }
+}
+
+fn pack_case(c: &Case, extra: &[&str]) -> Output {
+    let out = c.out_dir.join("h.img");
+    let mut args = vec!["pack", c.tree.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn check(c: &Case, o: &Output, needle: &str) {
+    let before = vec![c.out_dir.join("h.img")];
+    assert_clean_failure(o, needle, &c.out_dir, &before);
+    assert_eq!(fs::read(c.out_dir.join("h.img")).unwrap(), b"previous image");
+}
+
+#[test]
+fn missing_tree() {
+    let c = case();
+    let o = run(&["pack", "/nonexistent/linux", "-o", c.out_dir.join("h.img").to_str().unwrap()]);
+    check(&c, &o, "/nonexistent/linux");
+}
+
+#[test]
+fn directory_that_is_not_a_kernel_tree() {
+    let c = case();
+    let empty = c.tree.parent().unwrap().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let o = run(&["pack", empty.to_str().unwrap(), "-o", c.out_dir.join("h.img").to_str().unwrap()]);
+    check(&c, &o, "is not a kernel source tree");
+}
+
+#[test]
+fn fifo_among_the_headers() {
+    let c = case();
+    let fifo = c.tree.join("include/linux/pipe.h");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    check(&c, &pack_case(&c, &[]), "include/linux/pipe.h is a FIFO");
+}
+
+#[test]
+fn socket_among_the_headers() {
+    let c = case();
+    let sock = c.tree.join("arch/x86/include/asm/sock.h");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    check(&c, &pack_case(&c, &[]), "asm/sock.h is a socket");
+}
+
+#[test]
+fn special_files_outside_the_header_set_are_ignored() {
+    // upstream's `find -name "*.h"` never sees these, nor do we.
+    let c = case();
+    let st = Command::new("mkfifo").arg(c.tree.join("include/linux/a-fifo")).status().unwrap();
+    assert!(st.success());
+    let o = pack_case(&c, &["-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn non_utf8_file_name() {
+    let c = case();
+    let name = std::ffi::OsStr::from_bytes(b"bad-\xff-name.h");
+    fs::write(c.tree.join("include/linux").join(name), "x").unwrap();
+    check(&c, &pack_case(&c, &[]), "file name is not valid UTF-8");
+}
+
+#[test]
+fn unreadable_header() {
+    let c = case();
+    let secret = c.tree.join("include/linux/secret.h");
+    fs::write(&secret, "x").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    // root reads anything: run as nobody then, over a tree nobody can walk.
+    let is_root = current_uid() == 0;
+    let o = if is_root {
+        for dir in [c.tree.parent().unwrap().to_path_buf(), c.out_dir.clone()] {
+            let st = Command::new("chmod").args(["-R", "go+rwX"]).arg(&dir).status().unwrap();
+            assert!(st.success());
+        }
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin(), "pack"])
+            .arg(&c.tree)
+            .arg("-o")
+            .arg(c.out_dir.join("h.img"))
+            .output()
+            .expect("setpriv (util-linux)")
+    } else {
+        pack_case(&c, &[])
+    };
+    check(&c, &o, "reading ");
+    assert!(stderr(&o).contains("secret.h") && stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+}
+
+fn current_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn unwritable_output() {
+    let c = case();
+    let o = run(&["pack", c.tree.to_str().unwrap(), "-o", "/nonexistent-dir/h.img"]);
+    check(&c, &o, "/nonexistent-dir/h.img");
+    let o = run(&["pack", c.tree.to_str().unwrap(), "-o", c.out_dir.to_str().unwrap()]);
+    check(&c, &o, "is a directory");
+    let o = run(&["pack", c.tree.to_str().unwrap(), "-o", "/proc/version/h.img"]);
+    check(&c, &o, "/proc/version/h.img");
+}
+
+#[test]
+fn wrong_arch() {
+    let c = case();
+    check(&c, &pack_case(&c, &["--arch", "nosuch"]), "no arch/nosuch/include");
+    check(&c, &pack_case(&c, &["--arch", "../x86"]), "invalid arch");
+}
+
+#[test]
+fn bad_block_size_and_preset_are_usage_errors() {
+    let c = case();
+    for (flag, value) in [("-b", "100K"), ("-b", "2M"), ("--xz-preset", "12")] {
+        let o = pack_case(&c, &[flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(value), "{}", stderr(&o));
+    }
+    assert_eq!(fs::read(c.out_dir.join("h.img")).unwrap(), b"previous image");
+}
+
+#[test]
+fn success_replaces_the_old_image_without_leftovers() {
+    let c = case();
+    let o = pack_case(&c, &["-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "-q must be quiet: {}", stderr(&o));
+    assert_eq!(files_in(&c.out_dir), vec![c.out_dir.join("h.img")]);
+    assert_eq!(&fs::read(c.out_dir.join("h.img")).unwrap()[..4], b"hsqs");
+}
+
+#[test]
+fn no_progress_when_not_a_terminal_but_progress_on_one() {
+    let c = case();
+    let o = pack_case(&c, &[]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(!err.contains('\r') && err.lines().count() == 1, "only the summary line: {err:?}");
+    assert!(err.contains("files") && err.contains("KiB blocks"), "{err}");
+    // Under a pseudo-terminal (script(1)), progress shows.
+    let cmd = format!(
+        "{} pack {} -o {}",
+        bin(),
+        c.tree.display(),
+        c.out_dir.join("tty.img").display()
+    );
+    let o = Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script (util-linux)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("compressing: "), "no progress on a terminal: {:?}", stdout(&o));
+}

@@ -1,0 +1,183 @@
+//! `inspect` and `verify`, and what they do with damaged images.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::*;
+use kheaders_image::format::{parse_image, TRAILER_SIZE};
+use kheaders_image::inspect::inspect;
+use kheaders_image::tree::HeaderTree;
+
+fn fake_image(t: &tempfile::TempDir) -> std::path::PathBuf {
+    let tree = t.path().join("linux");
+    fake_kernel(&tree, true);
+    let img = t.path().join("h.img");
+    pack(&tree, &img, &[]);
+    img
+}
+
+#[test]
+fn inspect_reports_superblock_and_counts() {
+    let t = tempdir();
+    let img = fake_image(&t);
+    let o = run(&["inspect", path_str(&img)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in ["squashfs 4.0, xz compression", "block size         128 KiB", "10 files, 17 directories, 1 symlinks", "kernel release     6.99.0-test", "checksum           crc32"] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    let o = run(&["inspect", "--json", path_str(&img)]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(j["compressor"], "xz");
+    assert_eq!(j["files"], 10);
+    assert_eq!(j["directories"], 17);
+    assert_eq!(j["symlinks"], 1);
+    assert_eq!(j["inode_count"], 28);
+    assert_eq!(j["file_bytes"].as_u64().unwrap() % 4096, 0);
+    assert!(j["ratio"].as_f64().unwrap() > 0.0);
+    // unsquashfs agrees with the counts.
+    let out = Command::new("unsquashfs").args(["-lln"]).arg(&img).output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("squashfs-root")).count();
+    assert_eq!(lines, 28);
+}
+
+#[test]
+fn verify_passes_on_identical_and_names_each_difference() {
+    let t = tempdir();
+    let img = fake_image(&t);
+    let dir = t.path().join("x");
+    unsquashfs(&img, &dir);
+    let o = run(&["verify", path_str(&img), path_str(&dir)]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("matches") && stdout(&o).contains("10 files"), "{}", stdout(&o));
+
+    write(&dir.join("include/linux/sched.h"), "// line comment  int Y;\n");
+    fs::remove_file(dir.join("include/linux/exec.h")).unwrap();
+    write(&dir.join("include/linux/extra.h"), "x");
+    fs::set_permissions(dir.join("include/linux/kconfig.h"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let o = run(&["verify", path_str(&img), path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    for want in [
+        "include/linux/exec.h: file in the image but not in the reference",
+        "include/linux/extra.h: file missing from the image",
+        "include/linux/kconfig.h: mode 0600 in the reference, 0644 in the image",
+        "include/linux/sched.h: contents differ from byte 21 (line 1)",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(stderr(&o).contains("differs from") && stderr(&o).contains("4 place(s)"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_against_a_tarball_made_like_upstream() {
+    let t = tempdir();
+    let img = fake_image(&t);
+    let dir = t.path().join("x");
+    unsquashfs(&img, &dir);
+    let tarball = t.path().join("h.tar.xz");
+    // gen_kheaders.sh's tar flags.
+    let st = Command::new("tar")
+        .args(["--owner=0", "--group=0", "--sort=name", "--numeric-owner", "--mode=u=rw,go=r,a+X", "-I", "xz", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = run(&["verify", path_str(&img), path_str(&tarball)]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn damaged_images_are_errors_never_panics() {
+    let t = tempdir();
+    let img = fake_image(&t);
+    let good = fs::read(&img).unwrap();
+    assert!(inspect(&good).is_ok());
+    let sq_len = parse_image(&good).unwrap().squashfs.len();
+
+    // Every single-byte flip and every truncation: with the trailer the CRC
+    // catches all of them; without it (a plain squashfs), the parser must
+    // still never panic.
+    let plain = &good[..sq_len];
+    let mut plain_errors = 0;
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x5a;
+        let trailer = good.len() - TRAILER_SIZE;
+        let in_padding = i >= sq_len && i < trailer;
+        // A damaged trailer magic leaves a plain squashfs: fine to inspect,
+        // but reported as carrying no trailer (the module refuses it).
+        let in_magic = i >= trailer && i < trailer + 8;
+        match std::panic::catch_unwind(|| inspect(&bad)) {
+            Ok(Ok(info)) => {
+                assert!(in_padding || in_magic, "flip at {i} went unnoticed");
+                assert_eq!(info.trailer.is_none(), in_magic, "flip at {i}");
+            }
+            Ok(Err(_)) => assert!(!in_padding && !in_magic, "flip at {i} in padding refused"),
+            Err(_) => panic!("inspect panicked on a flip at {i}"),
+        }
+        if i < sq_len {
+            let mut bad = plain.to_vec();
+            bad[i] ^= 0x5a;
+            let r = std::panic::catch_unwind(|| inspect(&bad).and_then(|_| HeaderTree::from_image_bytes(&bad)));
+            match r {
+                Ok(Err(_)) => plain_errors += 1,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("panicked on a plain image with a flip at {i}"),
+            }
+        }
+    }
+    assert!(plain_errors > 0);
+    for len in (0..good.len()).step_by(7) {
+        match std::panic::catch_unwind(|| inspect(&good[..len])) {
+            Ok(Err(_)) => assert!(len < sq_len, "cut after the squashfs data ({len}) refused"),
+            // Cut after the squashfs data: a plain squashfs, and said so.
+            Ok(Ok(info)) => assert!(len >= sq_len && info.trailer.is_none(), "truncated to {len} passed"),
+            Err(_) => panic!("inspect panicked on a cut at {len}"),
+        }
+    }
+
+    // Through the CLI: exit 1 with one error line.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("truncated", good[..sq_len / 2].to_vec()),
+        ("not squashfs", b"hello world, this is not an image".repeat(10)),
+        ("flipped", {
+            let mut b = good.clone();
+            b[200] ^= 1;
+            b
+        }),
+    ];
+    for (name, bytes) in cases {
+        let p = t.path().join(format!("{name}.img"));
+        fs::write(&p, bytes).unwrap();
+        for cmd in [vec!["inspect", path_str(&p)], vec!["verify", path_str(&p), path_str(t.path())]] {
+            let o = run(&cmd);
+            assert_eq!(o.status.code(), Some(1), "{name} {cmd:?}: {}", stderr(&o));
+            assert!(stderr(&o).starts_with("kheaders-image: error: "), "{name}: {}", stderr(&o));
+            assert_eq!(stderr(&o).lines().count(), 1, "{name}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn missing_or_unreadable_inputs() {
+    let t = tempdir();
+    let img = fake_image(&t);
+    let o = run(&["inspect", "/nonexistent.img"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent.img"));
+    let o = run(&["verify", path_str(&img), "/nonexistent-ref"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent-ref"), "{}", stderr(&o));
+    let junk = t.path().join("junk.tar.xz");
+    fs::write(&junk, b"\xfd7zXZ\0garbage").unwrap();
+    let o = run(&["verify", path_str(&img), path_str(&junk)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad xz data"), "{}", stderr(&o));
+}

@@ -1,0 +1,150 @@
+//! The oracle: on a real 6.12 tree, the image read back by squashfs-tools
+//! equals upstream's own kheaders tarball of the same tree, file by file.
+//!
+//! The tree is `$KHB_KERNEL_TREE` (a kernel build, whose
+//! `kernel/kheaders_data.tar.xz` upstream made during the build; the README's
+//! test command sets it). Without it, Debian's linux-source-6.12 is extracted
+//! and upstream's `kernel/gen_kheaders.sh` is run on it, as Kbuild would.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+
+struct RealKernel {
+    tree: PathBuf,
+    tarball: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn real_kernel() -> &'static RealKernel {
+    static K: OnceLock<RealKernel> = OnceLock::new();
+    K.get_or_init(|| {
+        if let Some(tree) = std::env::var_os("KHB_KERNEL_TREE") {
+            let tree = PathBuf::from(tree);
+            let tarball = tree.join("kernel/kheaders_data.tar.xz");
+            assert!(tarball.is_file(), "{} missing: not a build with CONFIG_IKHEADERS", tarball.display());
+            return RealKernel { tree, tarball, _tmp: None };
+        }
+        let src = Path::new("/usr/src/linux-source-6.12.tar.xz");
+        assert!(
+            src.is_file(),
+            "no kernel tree to test against: set KHB_KERNEL_TREE to a kernel build, \
+             or install linux-source-6.12 (scripts/setup.sh)"
+        );
+        let tmp = tempdir();
+        let tree = tmp.path().join("linux");
+        fs::create_dir(&tree).unwrap();
+        let st = Command::new("tar").arg("-xf").arg(src).arg("-C").arg(&tree).arg("--strip-components=1").status().unwrap();
+        assert!(st.success());
+        // Upstream's script, run the way kernel/Makefile runs it.
+        let st = Command::new("sh")
+            .args(["kernel/gen_kheaders.sh", "kernel/kheaders_data.tar.xz"])
+            .current_dir(&tree)
+            .env("SRCARCH", "x86")
+            .env("XZ", "xz")
+            .env_remove("building_out_of_srctree")
+            .env_remove("KBUILD_BUILD_TIMESTAMP")
+            .status()
+            .unwrap();
+        assert!(st.success(), "gen_kheaders.sh failed");
+        let tarball = tree.join("kernel/kheaders_data.tar.xz");
+        RealKernel { tree, tarball, _tmp: Some(tmp) }
+    })
+}
+
+/// `find -printf '%P %y %m %l'`: path, type, mode, symlink target.
+fn full_listing(dir: &Path) -> Vec<String> {
+    let out = Command::new("find").arg(dir).args(["-printf", "%P %y %m %l\n"]).output().unwrap();
+    let mut v: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn image_equals_upstream_tarball_file_by_file() {
+    let k = real_kernel();
+    let t = tempdir();
+    let img = t.path().join("kheaders.img");
+    pack(&k.tree, &img, &[]);
+
+    let ours = t.path().join("ours");
+    unsquashfs(&img, &ours);
+    let theirs = t.path().join("upstream");
+    fs::create_dir(&theirs).unwrap();
+    let st = Command::new("tar").arg("-xJf").arg(&k.tarball).arg("-C").arg(&theirs).status().unwrap();
+    assert!(st.success());
+
+    let (a, b) = (full_listing(&ours), full_listing(&theirs));
+    let only_ours: Vec<_> = a.iter().filter(|l| !b.contains(l)).take(10).collect();
+    let only_theirs: Vec<_> = b.iter().filter(|l| !a.contains(l)).take(10).collect();
+    assert!(a == b, "entries differ:\n only in the image: {only_ours:#?}\n only upstream: {only_theirs:#?}");
+
+    let diff = Command::new("diff").args(["-r", "--no-dereference", "-q"]).arg(&theirs).arg(&ours).output().unwrap();
+    assert!(diff.status.success(), "contents differ:\n{}", String::from_utf8_lossy(&diff.stdout));
+
+    let files = a.iter().filter(|l| l.split(' ').nth(1) == Some("f")).count();
+    let links = a.iter().filter(|l| l.split(' ').nth(1) == Some("l")).count();
+    assert!(files > 5000, "only {files} files: not the IKHEADERS set");
+    assert!(links >= 4, "the dt-bindings symlinks are missing");
+    // Our own verify agrees with the independent readers.
+    let o = run(&["verify", path_str(&img), path_str(&k.tarball)]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    eprintln!(
+        "oracle: {files} files, {} directories, {links} symlinks identical; image {} B, upstream tar.xz {} B",
+        a.len() - files - links,
+        fs::metadata(&img).unwrap().len(),
+        fs::metadata(&k.tarball).unwrap().len()
+    );
+}
+
+/// Copy `include/`, `arch/<arch>/include/` and the markers of a kernel tree,
+/// in `reverse` order or not, giving every file its own time from `seed`.
+fn copy_headers(tree: &Path, to: &Path, reverse: bool, seed: u64) {
+    let mut paths = Vec::new();
+    for top in ["include", "arch/x86/include"] {
+        let out = Command::new("find").arg(top).current_dir(tree).output().unwrap();
+        paths.extend(String::from_utf8(out.stdout).unwrap().lines().map(str::to_string));
+    }
+    paths.sort();
+    if reverse {
+        paths.reverse();
+    }
+    let mut x = seed;
+    for p in ["Kbuild".to_string()].iter().chain(paths.iter()) {
+        let (src, dst) = (tree.join(p), to.join(p));
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        let meta = fs::symlink_metadata(&src).unwrap();
+        if meta.is_dir() {
+            fs::create_dir_all(&dst).unwrap();
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else {
+            fs::copy(&src, &dst).unwrap();
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let when = SystemTime::UNIX_EPOCH + Duration::from_secs(x >> 34);
+            fs::File::options().write(true).open(&dst).unwrap().set_modified(when).unwrap();
+        }
+    }
+}
+
+#[test]
+fn copies_with_shuffled_times_and_order_pack_to_the_same_bytes() {
+    let k = real_kernel();
+    let t = tempdir();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    copy_headers(&k.tree, &a, false, 1);
+    copy_headers(&k.tree, &b, true, 2);
+    let (ia, ib, io) = (t.path().join("a.img"), t.path().join("b.img"), t.path().join("o.img"));
+    pack(&a, &ia, &["--arch", "x86", "-j", "1"]);
+    pack(&b, &ib, &["--arch", "x86", "-j", "2"]);
+    pack(&k.tree, &io, &["--arch", "x86"]);
+    let (ba, bb, bo) = (fs::read(&ia).unwrap(), fs::read(&ib).unwrap(), fs::read(&io).unwrap());
+    assert!(ba == bb, "two copies gave different images ({} vs {} bytes)", ba.len(), bb.len());
+    assert!(ba == bo, "a copy and the tree itself gave different images");
+}
