@@ -3,14 +3,14 @@
 //! Safe wrappers for what the 6.12 Rust block API (and `kernel::error`) lacks. This is the only
 //! place that touches `kernel::bindings`.
 //!
-//! - [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
+//! - [`DiskOps`] + [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
 //!   the block layer, `BLKROSET` to read-write refused, no partition scan, and
 //!   `fops.owner` set so that an open or mounted disk pins the module (6.12's
 //!   builder leaves `owner` null: `rmmod` then succeeds under a mount and the
 //!   next access oopses).
 //! - [`RequestView`]: a request's op, position and length, and its data
-//!   segments mapped one page at a time (what C gets from `blk_rq_pos()`,
-//!   `req_op()` and `rq_for_each_segment()`).
+//!   segments mapped one page at a time as [`Segment`]s (what C gets from
+//!   `blk_rq_pos()`, `req_op()`, `rq_for_each_segment()` and `memcpy_to_page()`).
 //!
 //! Shaped after the out-of-tree upstream work (`Request::sector()`, segment
 //! iteration) so that the driver can move to it when the kernel grows it.
@@ -35,22 +35,47 @@ pub(crate) fn ebadmsg() -> kernel::error::Error {
     kernel::error::Error::from_errno(-(bindings::EBADMSG as c_int))
 }
 
+/// The disk's `block_device_operations`: `owner` set, so that an open or
+/// mounted disk pins the module, and BLKROSET to read-write refused.
+///
+/// Meant for a `static` of the module, as C drivers do: the gendisk may be
+/// released after `put_disk()` (a racing opener holds the last reference)
+/// and reads `fops` then, so the table must live as long as the module.
+#[repr(transparent)]
+pub(crate) struct DiskOps(bindings::block_device_operations);
+
+// SAFETY: Never mutated after construction; the C side only reads it.
+unsafe impl Sync for DiskOps {}
+
+impl DiskOps {
+    pub(crate) const fn new(owner: &'static ThisModule) -> Self {
+        // SAFETY: All-zero is a valid `block_device_operations` (no
+        // callbacks, null pointers).
+        let mut ops: bindings::block_device_operations = unsafe { core::mem::zeroed() };
+        ops.owner = owner.as_ptr();
+        ops.set_read_only = Some(refuse_read_write);
+        DiskOps(ops)
+    }
+}
+
 /// A registered, read-only blk-mq disk. Deleted on drop.
 pub(crate) struct ReadOnlyDisk<T: Operations> {
     disk: NonNull<bindings::gendisk>,
-    /// Referenced by `disk.fops`; outlives the disk (dropped after `drop()`).
-    _fops: KBox<bindings::block_device_operations>,
     /// The queue refers to the tag set until `put_disk()`.
     _tagset: Arc<TagSet<T>>,
 }
 
 // SAFETY: The gendisk is owned by this value and only touched in `add` and
 // `drop`; the block layer synchronizes everything else.
-unsafe impl<T: Operations> Send for ReadOnlyDisk<T> {}
+unsafe impl<T: Operations + Send> Send for ReadOnlyDisk<T> {}
 // SAFETY: No `&self` method touches the gendisk.
-unsafe impl<T: Operations> Sync for ReadOnlyDisk<T> {}
+unsafe impl<T: Operations + Sync> Sync for ReadOnlyDisk<T> {}
 
 /// `BLKROSET` hook: making the disk read-only again is fine, read-write never.
+///
+/// # Safety
+///
+/// Called by the block layer only; the arguments are not dereferenced.
 unsafe extern "C" fn refuse_read_write(_bdev: *mut bindings::block_device, ro: bool) -> c_int {
     if ro {
         0
@@ -67,19 +92,12 @@ impl<T: Operations> ReadOnlyDisk<T> {
         capacity_sectors: u64,
         logical_block_size: u32,
         tagset: Arc<TagSet<T>>,
-        module: &'static ThisModule,
+        ops: &'static DiskOps,
     ) -> Result<Self> {
         let name = name.as_bytes_with_nul();
         if name.len() > 32 || !logical_block_size.is_power_of_two() || logical_block_size < 512 {
             return Err(code::EINVAL);
         }
-
-        // SAFETY: All-zero is a valid `block_device_operations` (no callbacks,
-        // null pointers).
-        let mut fops: bindings::block_device_operations = unsafe { core::mem::zeroed() };
-        fops.owner = module.as_ptr();
-        fops.set_read_only = Some(refuse_read_write);
-        let fops = KBox::new(fops, GFP_KERNEL)?;
 
         // SAFETY: `queue_limits` is plain data; zero means "default" for every
         // field we do not set (no discard, no write-zeroes, no write cache).
@@ -89,7 +107,9 @@ impl<T: Operations> ReadOnlyDisk<T> {
 
         // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>`;
         // 6.12 keeps its accessor crate-private.
-        let set = (&*tagset as *const TagSet<T>).cast_mut().cast::<bindings::blk_mq_tag_set>();
+        let set = (&*tagset as *const TagSet<T>)
+            .cast_mut()
+            .cast::<bindings::blk_mq_tag_set>();
         // `LockClassKey` is `#[repr(transparent)]` over the C key; its
         // accessor is crate-private in 6.12.
         let lock_class = (kernel::static_lock_class!() as *const kernel::sync::LockClassKey)
@@ -99,21 +119,15 @@ impl<T: Operations> ReadOnlyDisk<T> {
         // alive (in `_tagset`) for as long as the disk exists. `lim` lives for
         // the call. The lock class is static.
         let disk = from_err_ptr(unsafe {
-            bindings::__blk_mq_alloc_disk(
-                set,
-                &mut lim,
-                core::ptr::null_mut(),
-                lock_class,
-            )
+            bindings::__blk_mq_alloc_disk(set, &mut lim, core::ptr::null_mut(), lock_class)
         })?;
         let disk = NonNull::new(disk).ok_or(code::ENOMEM)?;
         let d = disk.as_ptr();
 
         // SAFETY: `d` is a valid gendisk that is not yet visible to anyone
-        // else, so plain writes are fine. `fops` is heap-allocated and stays
-        // put until after `put_disk()`.
+        // else, so plain writes are fine. `ops` is static.
         unsafe {
-            (*d).fops = &*fops;
+            (*d).fops = &ops.0;
             (*d).flags |= bindings::GENHD_FL_NO_PART as c_int;
             for (dst, &src) in (*d).disk_name.iter_mut().zip(name) {
                 *dst = src as _;
@@ -130,7 +144,10 @@ impl<T: Operations> ReadOnlyDisk<T> {
             unsafe { bindings::put_disk(d) };
             return Err(e);
         }
-        Ok(ReadOnlyDisk { disk, _fops: fops, _tagset: tagset })
+        Ok(ReadOnlyDisk {
+            disk,
+            _tagset: tagset,
+        })
     }
 }
 
@@ -154,24 +171,31 @@ pub(crate) enum Op {
     Other(u32),
 }
 
-/// A borrowed view of a request the driver owns (between `queue_rq` and its
-/// completion).
+/// A view of a request the driver owns (between `queue_rq` and its
+/// completion). Holds a raw pointer: the block layer may update other fields
+/// of the request concurrently (`ref`, timeout fields), so no Rust reference
+/// to the whole `struct request` may exist.
 pub(crate) struct RequestView<'a> {
-    rq: &'a bindings::request,
+    rq: *const bindings::request,
+    _borrow: core::marker::PhantomData<&'a ()>,
 }
 
 impl<'a> RequestView<'a> {
     pub(crate) fn new<T: Operations>(rq: &'a Request<T>) -> Self {
         // `Request<T>` is `#[repr(transparent)]` over `Opaque<request>`.
-        let raw = (rq as *const Request<T>).cast::<bindings::request>();
-        // SAFETY: `rq` is a live request owned by the driver for `'a`; the
-        // block layer does not modify the fields we read while we own it.
-        RequestView { rq: unsafe { &*raw } }
+        let rq = (rq as *const Request<T>).cast::<bindings::request>();
+        RequestView {
+            rq,
+            _borrow: core::marker::PhantomData,
+        }
     }
 
     /// `req_op(rq)`.
     pub(crate) fn op(&self) -> Op {
-        match self.rq.cmd_flags & ((1 << bindings::REQ_OP_BITS) - 1) {
+        // SAFETY: `rq` is live for `'a`; `cmd_flags` is set before dispatch
+        // and not changed while the driver owns the request.
+        let flags = unsafe { core::ptr::addr_of!((*self.rq).cmd_flags).read() };
+        match flags & ((1 << bindings::REQ_OP_BITS) - 1) {
             bindings::req_op_REQ_OP_READ => Op::Read,
             other => Op::Other(other),
         }
@@ -179,30 +203,37 @@ impl<'a> RequestView<'a> {
 
     /// `blk_rq_pos(rq)`: first 512-byte sector.
     pub(crate) fn sector(&self) -> u64 {
-        self.rq.__sector
+        // SAFETY: As in `op()`; the driver owns the request.
+        unsafe { core::ptr::addr_of!((*self.rq).__sector).read() }
     }
 
     /// `blk_rq_bytes(rq)`.
     pub(crate) fn bytes(&self) -> u32 {
-        self.rq.__data_len
+        // SAFETY: As in `op()`; the driver owns the request.
+        unsafe { core::ptr::addr_of!((*self.rq).__data_len).read() }
     }
 
     /// Call `f` on each data segment in order, split so that none crosses a
-    /// page (like `rq_for_each_segment()`), mapped for writing. Returns the
-    /// number of bytes visited; stops at the first error from `f`.
-    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(&mut [u8]) -> Result) -> Result<u64> {
+    /// page (like `rq_for_each_segment()`). Returns the number of bytes
+    /// visited; stops at the first error from `f`.
+    pub(crate) fn for_each_segment(
+        &self,
+        mut f: impl FnMut(&Segment<'_>) -> Result,
+    ) -> Result<u64> {
         let page_size = bindings::PAGE_SIZE as u32;
         let mut total = 0u64;
-        let mut bio = self.rq.bio;
+        // SAFETY: The driver owns the request; its bio chain is fixed.
+        let mut bio = unsafe { core::ptr::addr_of!((*self.rq).bio).read() };
         while !bio.is_null() {
             // SAFETY: The bios of a request we own stay valid until we
-            // complete it; `bio` came from `rq.bio` / `bi_next`.
-            let b = unsafe { &*bio };
-            let mut iter = b.bi_iter;
+            // complete it, and their iterators and vectors are not changed
+            // meanwhile; `bio` came from `rq.bio` / `bi_next`.
+            let (mut iter, vecs, next) =
+                unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
             while iter.bi_size > 0 {
                 // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a
                 // valid `bio_vec` of this bio (block layer invariant).
-                let bv = unsafe { &*b.bi_io_vec.add(iter.bi_idx as usize) };
+                let bv = unsafe { vecs.add(iter.bi_idx as usize).read() };
                 let offset = bv.bv_offset + iter.bi_bvec_done;
                 let in_page = offset % page_size;
                 let len = (bv.bv_len - iter.bi_bvec_done)
@@ -214,11 +245,15 @@ impl<'a> RequestView<'a> {
                 let page = unsafe { bv.bv_page.add((offset / page_size) as usize) };
                 // SAFETY: `page` is a valid page of the request's buffer.
                 let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-                // SAFETY: `[in_page, in_page + len)` lies within the mapped
-                // page and belongs to this request alone; nobody else accesses
-                // it until the request completes.
-                let seg = unsafe { core::slice::from_raw_parts_mut(addr.add(in_page as usize), len as usize) };
-                let r = f(seg);
+                // SAFETY: `in_page < PAGE_SIZE`: the result stays within the
+                // mapped page, and `[in_page, in_page + len)` does too.
+                let ptr = unsafe { addr.add(in_page as usize) };
+                let seg = Segment {
+                    ptr,
+                    len: len as usize,
+                    _page: core::marker::PhantomData,
+                };
+                let r = f(&seg);
                 #[cfg(not(CONFIG_X86))]
                 // SAFETY: `page` is valid; keeps caches coherent where the
                 // architecture needs it (a no-op on x86).
@@ -237,8 +272,38 @@ impl<'a> RequestView<'a> {
                     iter.bi_bvec_done = 0;
                 }
             }
-            bio = b.bi_next;
+            bio = next;
         }
         Ok(total)
+    }
+}
+
+/// One mapped piece of a read request's buffer, within one page.
+///
+/// Only written through raw copies: the memory may be a user buffer
+/// (`O_DIRECT`) that other threads touch meanwhile, or appear in two
+/// segments of one request, so no `&mut [u8]` to it may exist.
+pub(crate) struct Segment<'a> {
+    ptr: *mut u8,
+    len: usize,
+    _page: core::marker::PhantomData<&'a mut u8>,
+}
+
+impl Segment<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Fill the segment: `src` first, zeros for the rest (`src` longer than
+    /// the segment is cut).
+    pub(crate) fn fill_from(&self, src: &[u8]) {
+        let n = src.len().min(self.len);
+        // SAFETY: `ptr..ptr + len` is mapped and writable for the lifetime
+        // of the segment; `src` is Rust memory (the image), so the ranges do
+        // not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr, n);
+            core::ptr::write_bytes(self.ptr.add(n), 0, self.len - n);
+        }
     }
 }

@@ -33,7 +33,11 @@ pub(crate) struct ImageInfo {
 impl ImageInfo {
     /// `UTS_RELEASE` of the tree the image was packed from, as bytes.
     pub(crate) fn release(&self) -> &[u8] {
-        let end = self.release.iter().position(|&b| b == 0).unwrap_or(self.release.len());
+        let end = self
+            .release
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.release.len());
         &self.release[..end]
     }
 }
@@ -44,6 +48,7 @@ pub(crate) enum ImageError {
     NoTrailer,
     TrailerChecksum { computed: u32, recorded: u32 },
     TrailerVersion(u32),
+    TrailerSize(u32),
     NotSquashfs,
     LengthMismatch { trailer: u64, superblock: u64 },
     DataChecksum { computed: u32, recorded: u32 },
@@ -78,8 +83,12 @@ pub(crate) fn check(image: &[u8]) -> Result<ImageInfo, ImageError> {
         return Err(ImageError::TrailerChecksum { computed, recorded });
     }
     let version = le32(t, 8);
-    if version != TRAILER_VERSION || le32(t, 12) as usize != TRAILER_SIZE {
+    if version != TRAILER_VERSION {
         return Err(ImageError::TrailerVersion(version));
+    }
+    let size = le32(t, 12);
+    if size as usize != TRAILER_SIZE {
+        return Err(ImageError::TrailerSize(size));
     }
     if &image[0..4] != SQUASHFS_MAGIC {
         return Err(ImageError::NotSquashfs);
@@ -87,7 +96,10 @@ pub(crate) fn check(image: &[u8]) -> Result<ImageInfo, ImageError> {
     let squashfs_len = le64(t, 16);
     let bytes_used = le64(image, SQUASHFS_BYTES_USED);
     if squashfs_len != bytes_used || squashfs_len > (image.len() - TRAILER_SIZE) as u64 {
-        return Err(ImageError::LengthMismatch { trailer: squashfs_len, superblock: bytes_used });
+        return Err(ImageError::LengthMismatch {
+            trailer: squashfs_len,
+            superblock: bytes_used,
+        });
     }
     let computed = crc32(&image[..squashfs_len as usize]);
     let recorded = le32(t, 24);

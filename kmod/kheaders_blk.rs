@@ -23,7 +23,7 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::ARef;
 
-use blk_ext::{Op, ReadOnlyDisk, RequestView};
+use blk_ext::{DiskOps, Op, ReadOnlyDisk, RequestView};
 use image::{ImageError, IMAGE};
 
 module! {
@@ -45,12 +45,15 @@ fn capacity_bytes() -> u64 {
     (IMAGE.len() as u64).next_multiple_of(u64::from(LOGICAL_BLOCK_SIZE))
 }
 
+static DISK_OPS: DiskOps = DiskOps::new(&THIS_MODULE);
+
 struct KheadersBlk {
-    _disk: ReadOnlyDisk<ImageDisk>,
+    /// `Option` only so that `drop` can log after the disk is gone.
+    disk: Option<ReadOnlyDisk<ImageDisk>>,
 }
 
 impl kernel::Module for KheadersBlk {
-    fn init(module: &'static ThisModule) -> Result<Self> {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
         let info = match image::check(IMAGE) {
             Ok(info) => info,
             Err(e) => {
@@ -73,7 +76,7 @@ impl kernel::Module for KheadersBlk {
             capacity_bytes() / SECTOR_SIZE,
             LOGICAL_BLOCK_SIZE,
             tagset,
-            module,
+            &DISK_OPS,
         )?;
         pr_info!(
             "/dev/{}: headers of {}, squashfs-xz {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
@@ -86,12 +89,13 @@ impl kernel::Module for KheadersBlk {
             info.symlinks,
             info.uncompressed_bytes / 1024,
         );
-        Ok(KheadersBlk { _disk: disk })
+        Ok(KheadersBlk { disk: Some(disk) })
     }
 }
 
 impl Drop for KheadersBlk {
     fn drop(&mut self) {
+        drop(self.disk.take());
         pr_info!("/dev/{} removed\n", DISK_NAME);
     }
 }
@@ -106,6 +110,7 @@ fn report_bad_image(e: ImageError) {
             recorded
         ),
         ImageError::TrailerVersion(v) => pr_err!("embedded image trailer version {} is not supported; refusing to load\n", v),
+        ImageError::TrailerSize(n) => pr_err!("embedded image trailer size {} is not supported; refusing to load\n", n),
         ImageError::NotSquashfs => pr_err!("embedded image is not squashfs; refusing to load\n"),
         ImageError::LengthMismatch { trailer, superblock } => pr_err!(
             "embedded image is inconsistent (trailer: {} squashfs bytes, superblock: {}); refusing to load\n",
@@ -153,19 +158,27 @@ impl Operations for ImageDisk {
 fn serve(rq: &RequestView<'_>) -> Result {
     if let Op::Other(op) = rq.op() {
         if !REFUSED_WRITE.swap(true, Ordering::Relaxed) {
-            pr_warn!("/dev/{} is read-only: failing request op {} (logged once)\n", DISK_NAME, op);
+            pr_warn!(
+                "/dev/{} is read-only: failing request op {} (logged once)\n",
+                DISK_NAME,
+                op
+            );
         }
         return Err(EIO);
     }
     let start = rq.sector().checked_mul(SECTOR_SIZE).ok_or(EIO)?;
     let len = u64::from(rq.bytes());
-    if start.checked_add(len).map_or(true, |end| end > capacity_bytes()) {
+    if start
+        .checked_add(len)
+        .map_or(true, |end| end > capacity_bytes())
+    {
         return Err(EIO);
     }
     // `start` < capacity, which fits in usize (the image is in memory).
     let mut pos = start as usize;
     let copied = rq.for_each_segment(|seg| {
-        copy_from_image(pos, seg);
+        // Past the end of the image (the round-up to 4 KiB) reads zeros.
+        seg.fill_from(IMAGE.get(pos..).unwrap_or(&[]));
         pos += seg.len();
         Ok(())
     })?;
@@ -173,12 +186,4 @@ fn serve(rq: &RequestView<'_>) -> Result {
         return Err(EIO);
     }
     Ok(())
-}
-
-/// `dst` <- image bytes from `pos`, zeros past the end of the image.
-fn copy_from_image(pos: usize, dst: &mut [u8]) {
-    let src = IMAGE.get(pos..).unwrap_or(&[]);
-    let n = src.len().min(dst.len());
-    dst[..n].copy_from_slice(&src[..n]);
-    dst[n..].fill(0);
 }

@@ -51,9 +51,9 @@ kbuild() { make -C "$KTREE" -s M="$1" "${@:2}" modules; }
 kbuild "$REPO_ROOT" || step_failed "kheaders_blk build failed"
 cp -r tests/sample-module "$art/sample" && kbuild "$art/sample" || step_failed "sample module build failed"
 cp "$art/sample/khb_sample.ko" "$art/"
-# Modules with bad images, for the refuse-to-load test.
+# Modules with unusual images, for the refuse-to-load and warning tests.
 image="$REPO_ROOT/kmod/kheaders.img"
-bad_module() {   # NAME IMAGE: kheaders_blk built around IMAGE in $art/NAME
+bad_module() {   # NAME IMAGE: kheaders_blk built around IMAGE, in $art/NAME
     mkdir -p "$art/$1/kmod"
     cp Kbuild "$art/$1/" && cp kmod/Kbuild kmod/*.rs "$art/$1/kmod/"
     kbuild "$art/$1" KHEADERS_IMAGE="$2" || step_failed "module build with $2 failed"
@@ -64,6 +64,16 @@ bad_module corrupt-data "$art/corrupt-data.img"
 rm -rf "$art/plain" && mkdir -p "$art/plain" && unsquashfs -q -d "$art/plain/t" "$image" >/dev/null
 mksquashfs "$art/plain/t" "$art/no-trailer.img" -comp xz -noappend -quiet -no-progress >/dev/null
 bad_module no-trailer "$art/no-trailer.img"
+
+# A module whose image is of another kernel release: loads, but warns.
+other="$art/other-release-tree"
+mkdir -p "$other/include/linux" "$other/include/generated" "$other/arch/x86/include/asm"
+touch "$other/Kbuild"
+echo '#define KCONFIG 1' >"$other/include/linux/kconfig.h"
+echo '#define UTS_RELEASE "9.9.9-other"' >"$other/include/generated/utsrelease.h"
+echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
+target/release/kheaders-image pack -q "$other" -o "$art/other-release.img" || step_failed "packing $other failed"
+bad_module other-release "$art/other-release.img"
 
 say "5/5 VM tests (one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU)"
 vmlog="$(mktemp)"

@@ -170,6 +170,11 @@ pub fn parse_image(file: &[u8]) -> Result<ParsedImage<'_>> {
             ensure!(check.trailer_crc32 == t.trailer_crc32, "corrupted image trailer (checksum mismatch)");
             ensure!(t.version.get() == TRAILER_VERSION, "image trailer version {} unsupported", t.version);
             ensure!(
+                t.trailer_size.get() as usize == TRAILER_SIZE,
+                "image trailer size {} unsupported",
+                t.trailer_size
+            );
+            ensure!(
                 t.squashfs_len.get() == used,
                 "image trailer says {} squashfs bytes, superblock says {used}",
                 t.squashfs_len

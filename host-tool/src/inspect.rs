@@ -106,7 +106,12 @@ impl std::fmt::Display for ImageInfo {
         writeln!(f, "  squashfs bytes     {}", kib(self.squashfs_bytes))?;
         writeln!(f, "  block size         {} KiB", self.block_size / 1024)?;
         if let Some(d) = self.xz_dictionary_size {
-            writeln!(f, "  xz dictionary      {} KiB, filters {:#x}", d / 1024, self.xz_filters.unwrap_or(0))?;
+            writeln!(
+                f,
+                "  xz dictionary      {} KiB, filters {:#x}",
+                d / 1024,
+                self.xz_filters.unwrap_or(0)
+            )?;
         }
         writeln!(f, "  flags              {:#06x}", self.flags)?;
         writeln!(f, "  time               {}", self.mod_time)?;
@@ -119,7 +124,12 @@ impl std::fmt::Display for ImageInfo {
             self.files, self.directories, self.symlinks
         )?;
         writeln!(f, "  uncompressed       {}", kib(self.uncompressed_bytes))?;
-        writeln!(f, "  ratio              {:.3} ({:.1}:1)", self.ratio, 1.0 / self.ratio.max(f64::MIN_POSITIVE))?;
+        writeln!(
+            f,
+            "  ratio              {:.3} ({:.1}:1)",
+            self.ratio,
+            1.0 / self.ratio.max(f64::MIN_POSITIVE)
+        )?;
         match &self.trailer {
             Some(t) => {
                 let rel = if t.kernel_release.is_empty() { "unknown" } else { &t.kernel_release };

@@ -133,7 +133,8 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let jobs = jobs.unwrap_or_else(default_jobs).max(1);
             let progress = Progress::new(quiet);
             let headers = HeaderTree::from_kernel(&kt, jobs, &progress)?;
-            let opts = PackOptions { block_size, mtime, jobs, xz_preset, kernel_release: kt.kernel_release() };
+            let opts =
+                PackOptions { block_size, mtime, jobs, xz_preset, kernel_release: kt.kernel_release() };
             let image = pack(&headers, &opts, &progress)?;
             write_atomically(&output, &image)?;
             if !quiet {
@@ -167,7 +168,8 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let bytes = read_image(&image)?;
             let parsed = parse_image(&bytes).with_context(|| format!("{}", image.display()))?;
             parsed.check_crc().with_context(|| format!("{}", image.display()))?;
-            let actual = HeaderTree::from_image_bytes(&bytes).with_context(|| format!("{}", image.display()))?;
+            let actual =
+                HeaderTree::from_image_bytes(&bytes).with_context(|| format!("{}", image.display()))?;
             let expected = if reference.is_dir() {
                 HeaderTree::from_dir(&reference)?
             } else if reference.exists() {

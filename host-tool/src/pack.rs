@@ -90,9 +90,12 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
 
     // 2. Compress them all, in parallel.
     let total = unique.len() as u64;
-    let compressed = parallel_map(&unique, opts.jobs, |b| xz_compress(b, settings), |d| {
-        progress.update("compressing", d, total)
-    });
+    let compressed = parallel_map(
+        &unique,
+        opts.jobs,
+        |b| xz_compress(b, settings),
+        |d| progress.update("compressing", d, total),
+    );
     let mut table = HashMap::with_capacity(unique.len());
     for (raw, packed) in unique.into_iter().zip(compressed) {
         table.insert(raw, packed?);
@@ -100,9 +103,8 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
 
     // 3. The real run.
     progress.update("writing", 0, 1);
-    let (result, _) = with_mode(Mode::Replay { table, settings }, || {
-        write_squashfs(tree, opts, Cursor::new(Vec::new()))
-    });
+    let (result, _) =
+        with_mode(Mode::Replay { table, settings }, || write_squashfs(tree, opts, Cursor::new(Vec::new())));
     let (sb, out) = result?;
     let mut image = out.into_inner();
     progress.finish();
@@ -139,10 +141,14 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
     Ok(image)
 }
 
-fn write_squashfs<W: Write + Seek>(tree: &HeaderTree, opts: &PackOptions, mut out: W) -> Result<(SuperBlock, W)> {
+fn write_squashfs<W: Write + Seek>(
+    tree: &HeaderTree,
+    opts: &PackOptions,
+    mut out: W,
+) -> Result<(SuperBlock, W)> {
     let template = root_template(opts.mtime)?;
-    let template = backhand::FilesystemReader::from_reader(Cursor::new(&template[..]))
-        .map_err(|e| anyhow!("{e}"))?;
+    let template =
+        backhand::FilesystemReader::from_reader(Cursor::new(&template[..])).map_err(|e| anyhow!("{e}"))?;
     let mut fs = FilesystemWriter::from_fs_reader(&template).map_err(|e| anyhow!("{e}"))?;
     fs.set_no_duplicate_files(true);
     fs.set_kind(Kind::new_v4(&TABLE_XZ));
@@ -188,7 +194,9 @@ fn root_template(mtime: u32) -> Result<Vec<u8>> {
     let offset = (sb.root_inode & 0xffff) as usize;
     // Inode header: type, mode, uid, gid (u16 each), then mtime (u32).
     let at = block + 2 + offset + 8;
-    img[at..at + 4].copy_from_slice(&mtime.to_le_bytes());
+    img.get_mut(at..at + 4)
+        .context("root template: root inode outside the image")?
+        .copy_from_slice(&mtime.to_le_bytes());
     let check = backhand::FilesystemReader::from_reader(Cursor::new(&img[..]))
         .map_err(|e| anyhow!("reading back the root template: {e}"))?;
     let root_time = check.files().next().map(|root| root.header.mtime);
@@ -227,22 +235,27 @@ fn xz_compress(input: &[u8], s: XzSettings) -> Result<Vec<u8>, BackhandError> {
 }
 
 enum Mode {
-    /// Not packing: compress directly (backhand's own paths, if any).
-    Direct,
+    /// Not inside `pack()` on this thread: refuse, so that a backhand change
+    /// that compressed elsewhere (other threads) fails instead of silently
+    /// producing other bytes.
+    Idle,
     Record(Vec<Vec<u8>>),
-    Replay { table: HashMap<Vec<u8>, Vec<u8>>, settings: XzSettings },
+    Replay {
+        table: HashMap<Vec<u8>, Vec<u8>>,
+        settings: XzSettings,
+    },
 }
 
 thread_local! {
     // backhand needs a `&'static` compressor; per-pack state lives here.
     // backhand (without its "parallel" feature) compresses on the calling thread.
-    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Direct) };
+    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Idle) };
 }
 
 fn with_mode<T>(mode: Mode, f: impl FnOnce() -> T) -> (T, Mode) {
     MODE.with(|m| *m.borrow_mut() = mode);
     let r = f();
-    (r, MODE.with(|m| std::mem::replace(&mut *m.borrow_mut(), Mode::Direct)))
+    (r, MODE.with(|m| std::mem::replace(&mut *m.borrow_mut(), Mode::Idle)))
 }
 
 struct TableXz;
@@ -258,7 +271,12 @@ impl CompressionAction for TableXz {
         DefaultCompressor.decompress(bytes, out, c)
     }
 
-    fn compress(&self, bytes: &[u8], fc: FilesystemCompressor, block_size: u32) -> Result<Vec<u8>, BackhandError> {
+    fn compress(
+        &self,
+        bytes: &[u8],
+        fc: FilesystemCompressor,
+        block_size: u32,
+    ) -> Result<Vec<u8>, BackhandError> {
         MODE.with(|m| match &mut *m.borrow_mut() {
             Mode::Record(blocks) => {
                 blocks.push(bytes.to_vec());
@@ -275,7 +293,10 @@ impl CompressionAction for TableXz {
                     Ok(c)
                 }
             },
-            Mode::Direct => DefaultCompressor.compress(bytes, fc, block_size),
+            Mode::Idle => {
+                let _ = (fc, block_size);
+                Err(BackhandError::CompressionInit("block compressed outside pack()".to_string()))
+            }
         })
     }
 
@@ -310,7 +331,12 @@ impl Write for NullSink {
 impl Seek for NullSink {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
         let base = match to {
-            SeekFrom::Start(p) => return Ok({ self.pos = p; p }),
+            SeekFrom::Start(p) => {
+                return Ok({
+                    self.pos = p;
+                    p
+                })
+            }
             SeekFrom::End(d) => self.len as i64 + d,
             SeekFrom::Current(d) => self.pos as i64 + d,
         };

@@ -17,23 +17,24 @@ pub fn parallel_map<T: Sync, R: Send>(
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     let jobs = jobs.clamp(1, items.len().max(1));
     std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                results.lock().unwrap()[i] = Some(r);
-                done.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-        loop {
-            let d = done.load(Ordering::Relaxed);
-            tick(d as u64);
-            if d == items.len() {
-                break;
-            }
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    results.lock().unwrap()[i] = Some(r);
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        // Until every worker has ended (normally or by panicking: the scope
+        // then re-raises the panic instead of waiting forever).
+        while !workers.iter().all(|w| w.is_finished()) {
+            tick(done.load(Ordering::Relaxed) as u64);
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        tick(done.load(Ordering::Relaxed) as u64);
     });
     results.into_inner().unwrap().into_iter().map(|r| r.expect("every item ran")).collect()
 }
@@ -53,5 +54,14 @@ mod tests {
             assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         }
         assert!(super::parallel_map(&[] as &[u32], 4, |x| *x, |_| {}).is_empty());
+    }
+
+    #[test]
+    fn a_panicking_item_propagates_instead_of_hanging() {
+        let items: Vec<u32> = (0..10).collect();
+        let r = std::panic::catch_unwind(|| {
+            super::parallel_map(&items, 2, |&x| if x == 7 { panic!("item 7") } else { x }, |_| {})
+        });
+        assert!(r.is_err());
     }
 }

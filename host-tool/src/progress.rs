@@ -29,7 +29,7 @@ impl Progress {
             return;
         }
         *last = Some(now);
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[K{phase}: {done}/{total} ({pct}%)");
         let _ = err.flush();

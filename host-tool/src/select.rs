@@ -158,7 +158,8 @@ pub enum Selected {
 pub fn select_headers(tree: &KernelTree) -> Result<BTreeMap<String, Selected>> {
     let mut selected = BTreeMap::new();
     for (base, root) in tree.roots() {
-        match fs::symlink_metadata(&root) {
+        // Followed if a symlink: upstream runs `find include/` (trailing slash).
+        match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => bail!("{} is not a directory", root.display()),
             // A build tree need not have arch/*/include; upstream's find
@@ -184,7 +185,12 @@ fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, Selected>) -> Result
         let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
         let path = entry.path();
         let ty = entry.file_type().with_context(|| format!("stat {}", path.display()))?;
-        let is_header = entry.file_name().as_bytes().ends_with(b".h");
+        let name = entry.file_name();
+        // upstream's tar: --exclude=".__afs*" --exclude=".nfs*" (anywhere).
+        if name.as_bytes().starts_with(b".nfs") || name.as_bytes().starts_with(b".__afs") {
+            continue;
+        }
+        let is_header = name.as_bytes().ends_with(b".h");
         if is_header {
             let rel = image_path(&path, base)?;
             let sel = if ty.is_file() {
@@ -246,4 +252,3 @@ pub fn parent_dirs<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
     }
     dirs.into_iter().collect()
 }
-

@@ -53,11 +53,11 @@ enum Scan {
 
 fn comment_end(input: &[u8], body: usize) -> Scan {
     let close = find(&input[body..], b"*/").map(|o| body + o);
-    let spdx = find(&input[body..close.unwrap_or(input.len())], b"SPDX");
+    let spdx = close.and_then(|c| find(&input[body..c], b"SPDX"));
     match (close, spdx) {
-        (_, Some(_)) => Scan::Spdx,
+        (None, _) => Scan::Unterminated,
+        (Some(_), Some(_)) => Scan::Spdx,
         (Some(c), None) => Scan::End(c + 2),
-        (None, None) => Scan::Unterminated,
     }
 }
 
@@ -137,6 +137,12 @@ mod tests {
         let input = b"a\xff/*\x00\n\xfe*/b\r\n";
         assert_eq!(strip_comments(input), perl(input));
         assert_eq!(strip_comments(input), b"a\xffb\r\n");
+    }
+
+    #[test]
+    fn spdx_in_an_unterminated_comment() {
+        check("a /* SPDX x", "a /* SPDX x");
+        check("/* a */ /* SPDX /* b", " /* SPDX /* b");
     }
 
     #[test]

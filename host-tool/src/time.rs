@@ -17,7 +17,11 @@ pub fn image_time_from_env() -> Result<u32> {
 
 pub fn parse_seconds(s: &str) -> Result<u32> {
     let s = s.trim();
-    let n: i64 = s.strip_prefix('@').unwrap_or(s).parse().with_context(|| format!("{s:?} is not a number of seconds"))?;
+    let n: i64 = s
+        .strip_prefix('@')
+        .unwrap_or(s)
+        .parse()
+        .with_context(|| format!("{s:?} is not a number of seconds"))?;
     u32::try_from(n).with_context(|| format!("{n} is outside squashfs's time range (0..2^32)"))
 }
 

@@ -64,24 +64,29 @@ impl HeaderTree {
         let selected = select_headers(tree)?;
         let items: Vec<(&String, &Selected)> = selected.iter().collect();
         let total = items.len() as u64;
-        let nodes = parallel_map(&items, jobs, |&(_, sel)| -> Result<Node> {
-            Ok(match sel {
-                Selected::File(src) => {
-                    let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-                    Node::File { mode: FILE_MODE, data: strip_comments(&data) }
-                }
-                Selected::Symlink(src) => {
-                    let target = fs::read_link(src)
-                        .with_context(|| format!("reading symlink {}", src.display()))?;
-                    let target = target
-                        .to_str()
-                        .ok_or_else(|| anyhow!("{}: symlink target is not UTF-8", src.display()))?
-                        .to_string();
-                    Node::Symlink { target }
-                }
-                Selected::Dir => Node::Dir { mode: DIR_MODE },
-            })
-        }, |done| progress.update("reading headers", done, total));
+        let nodes = parallel_map(
+            &items,
+            jobs,
+            |&(_, sel)| -> Result<Node> {
+                Ok(match sel {
+                    Selected::File(src) => {
+                        let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+                        Node::File { mode: FILE_MODE, data: strip_comments(&data) }
+                    }
+                    Selected::Symlink(src) => {
+                        let target = fs::read_link(src)
+                            .with_context(|| format!("reading symlink {}", src.display()))?;
+                        let target = target
+                            .to_str()
+                            .ok_or_else(|| anyhow!("{}: symlink target is not UTF-8", src.display()))?
+                            .to_string();
+                        Node::Symlink { target }
+                    }
+                    Selected::Dir => Node::Dir { mode: DIR_MODE },
+                })
+            },
+            |done| progress.update("reading headers", done, total),
+        );
         let mut entries = BTreeMap::new();
         for ((path, _), node) in items.into_iter().zip(nodes) {
             entries.insert(path.clone(), node?);
@@ -108,12 +113,10 @@ impl HeaderTree {
                 let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
                 let path = entry.path();
                 let name = entry.file_name();
-                let name = name
-                    .to_str()
-                    .ok_or_else(|| anyhow!("{}: file name is not UTF-8", path.display()))?;
+                let name =
+                    name.to_str().ok_or_else(|| anyhow!("{}: file name is not UTF-8", path.display()))?;
                 let rel = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-                let meta = fs::symlink_metadata(&path)
-                    .with_context(|| format!("stat {}", path.display()))?;
+                let meta = fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
                 let mode = meta.permissions().mode() & 0o7777;
                 let node = if meta.is_dir() {
                     walk(&path, &rel, tree)?;
@@ -169,7 +172,10 @@ impl HeaderTree {
                     Node::File { mode, data }
                 }
                 tar::EntryType::Symlink => {
-                    let target = entry.link_name().with_context(ctx)?.ok_or_else(|| anyhow!("{}: symlink without target", ctx()))?;
+                    let target = entry
+                        .link_name()
+                        .with_context(ctx)?
+                        .ok_or_else(|| anyhow!("{}: symlink without target", ctx()))?;
                     let target = target.to_str().ok_or_else(|| anyhow!("{}: non-UTF-8 symlink", ctx()))?;
                     Node::Symlink { target: target.to_string() }
                 }

@@ -18,7 +18,9 @@ impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Difference::Missing { path, kind } => write!(f, "{path}: {kind} missing from the image"),
-            Difference::Extra { path, kind } => write!(f, "{path}: {kind} in the image but not in the reference"),
+            Difference::Extra { path, kind } => {
+                write!(f, "{path}: {kind} in the image but not in the reference")
+            }
             Difference::Kind { path, expected, actual } => {
                 write!(f, "{path}: {expected} in the reference, {actual} in the image")
             }
@@ -87,9 +89,16 @@ fn compare_node(path: &str, e: &Node, a: &Node, diffs: &mut Vec<Difference>) {
                 diffs.push(Difference::Mode { path: path.clone(), expected: *me, actual: *ma });
             }
             if de != da {
-                let offset = de.iter().zip(da.iter()).position(|(x, y)| x != y).unwrap_or(de.len().min(da.len()));
+                let offset =
+                    de.iter().zip(da.iter()).position(|(x, y)| x != y).unwrap_or(de.len().min(da.len()));
                 let line = de[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-                diffs.push(Difference::Content { path, offset, line, expected_len: de.len(), actual_len: da.len() });
+                diffs.push(Difference::Content {
+                    path,
+                    offset,
+                    line,
+                    expected_len: de.len(),
+                    actual_len: da.len(),
+                });
             }
         }
         // Symlink permissions are not meaningful on Linux; compare targets only.
@@ -141,7 +150,13 @@ mod tests {
                 Difference::Mode { path: "a/m.h".into(), expected: 0o644, actual: 0o755 },
                 Difference::Extra { path: "a/new.h".into(), kind: "file" },
                 Difference::Kind { path: "a/t.h".into(), expected: "file", actual: "directory" },
-                Difference::Content { path: "a/x.h".into(), offset: 9, line: 2, expected_len: 12, actual_len: 12 },
+                Difference::Content {
+                    path: "a/x.h".into(),
+                    offset: 9,
+                    line: 2,
+                    expected_len: 12,
+                    actual_len: 12
+                },
             ]
         );
         assert!(compare(&e, &e).is_empty());
@@ -154,7 +169,13 @@ mod tests {
         let a = tree(&[("f", file("abcdef"))]);
         assert_eq!(
             compare(&e, &a),
-            vec![Difference::Content { path: "f".into(), offset: 3, line: 1, expected_len: 3, actual_len: 6 }]
+            vec![Difference::Content {
+                path: "f".into(),
+                offset: 3,
+                line: 1,
+                expected_len: 3,
+                actual_len: 6
+            }]
         );
     }
 }

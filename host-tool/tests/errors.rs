@@ -185,12 +185,7 @@ fn no_progress_when_not_a_terminal_but_progress_on_one() {
     assert!(!err.contains('\r') && err.lines().count() == 1, "only the summary line: {err:?}");
     assert!(err.contains("files") && err.contains("KiB blocks"), "{err}");
     // Under a pseudo-terminal (script(1)), progress shows.
-    let cmd = format!(
-        "{} pack {} -o {}",
-        bin(),
-        c.tree.display(),
-        c.out_dir.join("tty.img").display()
-    );
+    let cmd = format!("{} pack {} -o {}", bin(), c.tree.display(), c.out_dir.join("tty.img").display());
     let o = Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script (util-linux)");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("compressing: "), "no progress on a terminal: {:?}", stdout(&o));

@@ -25,7 +25,13 @@ fn inspect_reports_superblock_and_counts() {
     let o = run(&["inspect", path_str(&img)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for want in ["squashfs 4.0, xz compression", "block size         128 KiB", "10 files, 17 directories, 1 symlinks", "kernel release     6.99.0-test", "checksum           crc32"] {
+    for want in [
+        "squashfs 4.0, xz compression",
+        "block size         128 KiB",
+        "10 files, 17 directories, 1 symlinks",
+        "kernel release     6.99.0-test",
+        "checksum           crc32",
+    ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
     let o = run(&["inspect", "--json", path_str(&img)]);
@@ -56,7 +62,11 @@ fn verify_passes_on_identical_and_names_each_difference() {
     write(&dir.join("include/linux/sched.h"), "// line comment  int Y;\n");
     fs::remove_file(dir.join("include/linux/exec.h")).unwrap();
     write(&dir.join("include/linux/extra.h"), "x");
-    fs::set_permissions(dir.join("include/linux/kconfig.h"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        dir.join("include/linux/kconfig.h"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let o = run(&["verify", path_str(&img), path_str(&dir)]);
     assert_eq!(o.status.code(), Some(1));
     let text = stdout(&o);
@@ -80,7 +90,16 @@ fn verify_against_a_tarball_made_like_upstream() {
     let tarball = t.path().join("h.tar.xz");
     // gen_kheaders.sh's tar flags.
     let st = Command::new("tar")
-        .args(["--owner=0", "--group=0", "--sort=name", "--numeric-owner", "--mode=u=rw,go=r,a+X", "-I", "xz", "-cf"])
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--sort=name",
+            "--numeric-owner",
+            "--mode=u=rw,go=r,a+X",
+            "-I",
+            "xz",
+            "-cf",
+        ])
         .arg(&tarball)
         .arg("-C")
         .arg(&dir)
@@ -124,7 +143,8 @@ fn damaged_images_are_errors_never_panics() {
         if i < sq_len {
             let mut bad = plain.to_vec();
             bad[i] ^= 0x5a;
-            let r = std::panic::catch_unwind(|| inspect(&bad).and_then(|_| HeaderTree::from_image_bytes(&bad)));
+            let r =
+                std::panic::catch_unwind(|| inspect(&bad).and_then(|_| HeaderTree::from_image_bytes(&bad)));
             match r {
                 Ok(Err(_)) => plain_errors += 1,
                 Ok(Ok(_)) => {}

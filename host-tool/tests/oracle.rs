@@ -40,7 +40,14 @@ fn real_kernel() -> &'static RealKernel {
         let tmp = tempdir();
         let tree = tmp.path().join("linux");
         fs::create_dir(&tree).unwrap();
-        let st = Command::new("tar").arg("-xf").arg(src).arg("-C").arg(&tree).arg("--strip-components=1").status().unwrap();
+        let st = Command::new("tar")
+            .arg("-xf")
+            .arg(src)
+            .arg("-C")
+            .arg(&tree)
+            .arg("--strip-components=1")
+            .status()
+            .unwrap();
         assert!(st.success());
         // Upstream's script, run the way kernel/Makefile runs it.
         let st = Command::new("sh")
@@ -85,7 +92,8 @@ fn image_equals_upstream_tarball_file_by_file() {
     let only_theirs: Vec<_> = b.iter().filter(|l| !a.contains(l)).take(10).collect();
     assert!(a == b, "entries differ:\n only in the image: {only_ours:#?}\n only upstream: {only_theirs:#?}");
 
-    let diff = Command::new("diff").args(["-r", "--no-dereference", "-q"]).arg(&theirs).arg(&ours).output().unwrap();
+    let diff =
+        Command::new("diff").args(["-r", "--no-dereference", "-q"]).arg(&theirs).arg(&ours).output().unwrap();
     assert!(diff.status.success(), "contents differ:\n{}", String::from_utf8_lossy(&diff.stdout));
 
     let files = a.iter().filter(|l| l.split(' ').nth(1) == Some("f")).count();

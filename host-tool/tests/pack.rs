@@ -74,7 +74,10 @@ fn time_comes_from_kbuild_build_timestamp_then_source_date_epoch() {
     assert_eq!(mod_time(&[]), "\"mod_time\": 0,");
     assert_eq!(mod_time(&[("SOURCE_DATE_EPOCH", "1234567")]), "\"mod_time\": 1234567,");
     assert_eq!(
-        mod_time(&[("SOURCE_DATE_EPOCH", "1234567"), ("KBUILD_BUILD_TIMESTAMP", "Thu Jan  1 00:01:40 UTC 1970")]),
+        mod_time(&[
+            ("SOURCE_DATE_EPOCH", "1234567"),
+            ("KBUILD_BUILD_TIMESTAMP", "Thu Jan  1 00:01:40 UTC 1970")
+        ]),
         "\"mod_time\": 100,"
     );
 }
@@ -149,7 +152,10 @@ fn build_tree_wins_and_source_link_is_followed() {
     let out = t.path().join("x");
     unsquashfs(&img, &out);
     assert_eq!(fs::read_to_string(out.join("include/linux/sched.h")).unwrap(), " int from_build;\n");
-    assert!(out.join("arch/x86/include/generated/uapi/asm/unistd_64.h").is_file(), "arch taken from the build tree");
+    assert!(
+        out.join("arch/x86/include/generated/uapi/asm/unistd_64.h").is_file(),
+        "arch taken from the build tree"
+    );
     assert!(out.join("include/linux/kconfig.h").is_file(), "source headers kept");
     let j = stdout(&run(&["inspect", "--json", path_str(&img)]));
     assert!(j.contains("\"kernel_release\": \"6.99.0-obj\""), "{j}");
@@ -194,4 +200,23 @@ fn crc32_in_the_module_matches_the_host_tool() {
         assert_eq!(kmod_crc32::crc32(&data), crc32fast::hash(&data), "len {len}");
     }
     assert_eq!(kmod_crc32::crc32(b"123456789"), 0xcbf4_3926);
+}
+
+#[test]
+fn header_dir_symlinks_are_followed_and_nfs_leftovers_skipped() {
+    let t = tempdir();
+    let tree = t.path().join("linux");
+    fake_kernel(&tree, true);
+    // `find arch/x86/include/` follows a symlinked start directory.
+    let real = t.path().join("x86-include");
+    fs::rename(tree.join("arch/x86/include"), &real).unwrap();
+    symlink(&real, tree.join("arch/x86/include")).unwrap();
+    // tar --exclude=".nfs*" --exclude=".__afs*" in gen_kheaders.sh.
+    write(&tree.join("include/linux/.nfs000000000012345600000001.h"), "stale\n");
+    write(&tree.join("include/.__afs1234/x.h"), "stale\n");
+    let img = t.path().join("h.img");
+    pack(&tree, &img, &[]);
+    let out = t.path().join("x");
+    unsquashfs(&img, &out);
+    assert_eq!(listing(&out), FAKE_LISTING.iter().map(|s| s.to_string()).collect::<Vec<_>>());
 }

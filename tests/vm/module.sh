@@ -197,3 +197,19 @@ test_corrupted_image_refuses_to_load() {
     load_kheaders_blk
     unload_kheaders_blk
 }
+
+test_image_of_another_release_loads_with_a_warning() {
+    load_kheaders_blk "$KHB_ARTIFACTS/other-release/kmod/kheaders_blk.ko"
+    dmesg | grep -q "kheaders_blk: the embedded headers are of kernel 9.9.9-other, this module was built for $(uname -r)" ||
+        fail "no release warning: $(dmesg | grep kheaders_blk | tail -n 2)"
+    mount_kheaders
+    expect_eq "$(cat "$MNT/include/generated/utsrelease.h")" '#define UTS_RELEASE "9.9.9-other"' "the small image's content"
+    umount "$MNT"
+    unload_kheaders_blk
+    # The image of this very build gives no such warning.
+    local before
+    before=$(dmesg | grep -c 'embedded headers are of kernel' || true)
+    load_kheaders_blk
+    unload_kheaders_blk
+    expect_eq "$(dmesg | grep -c 'embedded headers are of kernel' || true)" "$before" "warnings for the matching image"
+}

@@ -34,8 +34,14 @@ pub fn write(path: &Path, content: &str) {
 pub fn fake_kernel(root: &Path, built: bool) {
     write(&root.join("Kbuild"), "obj-y += kernel/\n");
     write(&root.join("Makefile"), "VERSION = 6\n");
-    write(&root.join("include/linux/kconfig.h"), "/* SPDX-License-Identifier: GPL-2.0 */\n#ifndef K\n/* drop me */\n#define K 1\n#endif\n");
-    write(&root.join("include/linux/sched.h"), "// line comment /* not closed here\nint x; /* gone */ int y;\n");
+    write(
+        &root.join("include/linux/kconfig.h"),
+        "/* SPDX-License-Identifier: GPL-2.0 */\n#ifndef K\n/* drop me */\n#define K 1\n#endif\n",
+    );
+    write(
+        &root.join("include/linux/sched.h"),
+        "// line comment /* not closed here\nint x; /* gone */ int y;\n",
+    );
     write(&root.join("include/linux/notes.txt"), "not a header\n");
     write(&root.join("include/linux/impl.c"), "int z;\n");
     write(&root.join("include/uapi/linux/input-event-codes.h"), "#define KEY_A 30 /* a */\n");
@@ -46,7 +52,11 @@ pub fn fake_kernel(root: &Path, built: bool) {
     write(&root.join("arch/arm64/include/asm/other.h"), "/* another arch */\n");
     write(&root.join("kernel/internal.h"), "/* outside the header dirs */\n");
     fs::create_dir_all(root.join("include/dt-bindings/input")).unwrap();
-    symlink("../../uapi/linux/input-event-codes.h", root.join("include/dt-bindings/input/linux-event-codes.h")).unwrap();
+    symlink(
+        "../../uapi/linux/input-event-codes.h",
+        root.join("include/dt-bindings/input/linux-event-codes.h"),
+    )
+    .unwrap();
     // An executable header: upstream's --mode makes it 0644 anyway.
     let exe = root.join("include/linux/exec.h");
     write(&exe, "#define EXEC 1\n");
