@@ -252,3 +252,51 @@ pub fn parent_dirs<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
     }
     dirs.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_of_selected_paths() {
+        let dirs = parent_dirs(
+            ["include/linux/a.h", "include/linux/b.h", "arch/x86/include/asm/c.h", "top.h"].into_iter(),
+        );
+        assert_eq!(
+            dirs,
+            ["arch", "arch/x86", "arch/x86/include", "arch/x86/include/asm", "include", "include/linux"]
+        );
+    }
+
+    #[test]
+    fn arch_of_a_built_tree() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("arch/arm64/include/generated")).unwrap();
+        fs::create_dir_all(t.path().join("arch/x86/include/asm")).unwrap();
+        assert_eq!(built_arch(t.path()).as_deref(), Some("arm64"));
+        // Two built arches: ambiguous, so no answer.
+        fs::create_dir_all(t.path().join("arch/x86/include/generated")).unwrap();
+        assert_eq!(built_arch(t.path()), None);
+        assert_eq!(built_arch(&t.path().join("nonexistent")), None);
+    }
+
+    #[test]
+    fn host_arch_is_a_kernel_srcarch() {
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(host_arch().as_deref(), Some("x86"));
+        }
+        assert!(host_arch().is_some_and(|a| !a.contains('/')));
+    }
+
+    #[test]
+    fn release_from_utsrelease_h() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("include/generated")).unwrap();
+        let kt = KernelTree { source: t.path().to_path_buf(), build: None, arch: "x86".into() };
+        assert_eq!(kt.kernel_release(), None);
+        fs::write(t.path().join("include/generated/utsrelease.h"), "#define UTS_RELEASE \"6.12.0-rc1+\"\n")
+            .unwrap();
+        assert_eq!(kt.kernel_release().as_deref(), Some("6.12.0-rc1+"));
+        assert!(!kt.is_configured());
+    }
+}
