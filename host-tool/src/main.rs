@@ -1,6 +1,7 @@
 //! `kheaders-image`: pack a kernel's headers into a mountable squashfs image,
 //! inspect one, verify one against a directory or upstream's tar.xz.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -119,6 +120,9 @@ fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Pack { tree, output, source, arch, block_size, xz_preset, mtime, jobs, quiet } => {
             let start = Instant::now();
+            if output == Path::new("-") && std::io::stdout().is_terminal() {
+                bail!("refusing to write an image to a terminal; redirect standard output or use -o FILE");
+            }
             let kt = KernelTree::resolve(&tree, source.as_deref(), arch.as_deref())?;
             if !kt.is_configured() && !quiet {
                 eprintln!(

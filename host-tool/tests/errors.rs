@@ -189,4 +189,11 @@ fn no_progress_when_not_a_terminal_but_progress_on_one() {
     let o = Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script (util-linux)");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("compressing: "), "no progress on a terminal: {:?}", stdout(&o));
+    // An image is not for a terminal; a pipe is fine.
+    let cmd = format!("{} pack {} -o -", bin(), c.tree.display());
+    let o = Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("refusing to write an image to a terminal"), "{:?}", stdout(&o));
+    let o = run(&["pack", "-q", c.tree.to_str().unwrap(), "-o", "-"]);
+    assert!(o.status.success() && o.stdout.starts_with(b"hsqs"), "{}", stderr(&o));
 }
