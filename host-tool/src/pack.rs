@@ -80,8 +80,9 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
 
     // 1. Dry run: learn which blocks backhand wants compressed.
     progress.update("laying out", 0, 1);
+    let template = root_template(opts.mtime)?;
     let (dry_run, recorded) =
-        with_mode(Mode::Record(Vec::new()), || write_squashfs(tree, opts, NullSink::default()));
+        with_mode(Mode::Record(Vec::new()), || write_squashfs(tree, opts, &template, NullSink::default()));
     dry_run?;
     let Mode::Record(blocks) = recorded else { unreachable!("mode set above") };
     let mut unique: Vec<Vec<u8>> = blocks;
@@ -103,8 +104,9 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
 
     // 3. The real run.
     progress.update("writing", 0, 1);
-    let (result, _) =
-        with_mode(Mode::Replay { table, settings }, || write_squashfs(tree, opts, Cursor::new(Vec::new())));
+    let (result, _) = with_mode(Mode::Replay { table, settings }, || {
+        write_squashfs(tree, opts, &template, Cursor::new(Vec::new()))
+    });
     let (sb, out) = result?;
     let mut image = out.into_inner();
     progress.finish();
@@ -141,14 +143,15 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
     Ok(image)
 }
 
+/// One backhand write of `tree`; `template` is [`root_template`]'s image.
 fn write_squashfs<W: Write + Seek>(
     tree: &HeaderTree,
     opts: &PackOptions,
+    template: &[u8],
     mut out: W,
 ) -> Result<(SuperBlock, W)> {
-    let template = root_template(opts.mtime)?;
     let template =
-        backhand::FilesystemReader::from_reader(Cursor::new(&template[..])).map_err(|e| anyhow!("{e}"))?;
+        backhand::FilesystemReader::from_reader(Cursor::new(template)).map_err(|e| anyhow!("{e}"))?;
     let mut fs = FilesystemWriter::from_fs_reader(&template).map_err(|e| anyhow!("{e}"))?;
     fs.set_no_duplicate_files(true);
     fs.set_kind(Kind::new_v4(&TABLE_XZ));
@@ -274,8 +277,8 @@ impl CompressionAction for TableXz {
     fn compress(
         &self,
         bytes: &[u8],
-        fc: FilesystemCompressor,
-        block_size: u32,
+        _fc: FilesystemCompressor,
+        _block_size: u32,
     ) -> Result<Vec<u8>, BackhandError> {
         MODE.with(|m| match &mut *m.borrow_mut() {
             Mode::Record(blocks) => {
@@ -293,10 +296,7 @@ impl CompressionAction for TableXz {
                     Ok(c)
                 }
             },
-            Mode::Idle => {
-                let _ = (fc, block_size);
-                Err(BackhandError::CompressionInit("block compressed outside pack()".to_string()))
-            }
+            Mode::Idle => Err(BackhandError::CompressionInit("block compressed outside pack()".to_string())),
         })
     }
 
