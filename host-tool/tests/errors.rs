@@ -31,8 +31,7 @@ struct Case {
 
 fn case() -> Case {
     let t = tempdir();
-    let tree = t.path().join("linux");
-    fake_kernel(&tree, true);
+    let tree = built_fake_kernel(&t);
     let out_dir = t.path().join("out");
     fs::create_dir(&out_dir).unwrap();
     // An image from an earlier run that a failed run must not touch.

@@ -10,14 +10,6 @@ use kheaders_image::format::{parse_image, TRAILER_SIZE};
 use kheaders_image::inspect::inspect;
 use kheaders_image::tree::HeaderTree;
 
-fn fake_image(t: &tempfile::TempDir) -> std::path::PathBuf {
-    let tree = t.path().join("linux");
-    fake_kernel(&tree, true);
-    let img = t.path().join("h.img");
-    pack(&tree, &img, &[]);
-    img
-}
-
 #[test]
 fn inspect_reports_superblock_and_counts() {
     let t = tempdir();

@@ -65,12 +65,9 @@ fn real_kernel() -> &'static RealKernel {
     })
 }
 
-/// `find -printf '%P %y %m %l'`: path, type, mode, symlink target.
+/// Path, type, mode, symlink target of every entry.
 fn full_listing(dir: &Path) -> Vec<String> {
-    let out = Command::new("find").arg(dir).args(["-printf", "%P %y %m %l\n"]).output().unwrap();
-    let mut v: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
-    v.sort();
-    v
+    listing_as(dir, "%P %y %m %l\n")
 }
 
 #[test]
@@ -123,22 +120,14 @@ fn copy_headers(tree: &Path, to: &Path, reverse: bool, seed: u64) {
     if reverse {
         paths.reverse();
     }
+    paths.insert(0, "Kbuild".to_string());
     let mut x = seed;
-    for p in ["Kbuild".to_string()].iter().chain(paths.iter()) {
-        let (src, dst) = (tree.join(p), to.join(p));
-        fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        let meta = fs::symlink_metadata(&src).unwrap();
-        if meta.is_dir() {
-            fs::create_dir_all(&dst).unwrap();
-        } else if meta.file_type().is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else {
-            fs::copy(&src, &dst).unwrap();
+    copy_entries(tree, to, &paths, |dst| {
+        dst.is_file().then(|| {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let when = SystemTime::UNIX_EPOCH + Duration::from_secs(x >> 34);
-            fs::File::options().write(true).open(&dst).unwrap().set_modified(when).unwrap();
-        }
-    }
+            SystemTime::UNIX_EPOCH + Duration::from_secs(x >> 34)
+        })
+    });
 }
 
 #[test]

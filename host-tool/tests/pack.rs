@@ -12,8 +12,7 @@ use common::*;
 #[test]
 fn selects_the_upstream_header_set_with_upstream_modes() {
     let t = tempdir();
-    let tree = t.path().join("linux");
-    fake_kernel(&tree, true);
+    let tree = built_fake_kernel(&t);
     let img = t.path().join("h.img");
     pack(&tree, &img, &[]);
     let out = t.path().join("x");
@@ -35,8 +34,7 @@ fn selects_the_upstream_header_set_with_upstream_modes() {
 #[test]
 fn ids_and_times_are_fixed() {
     let t = tempdir();
-    let tree = t.path().join("linux");
-    fake_kernel(&tree, true);
+    let tree = built_fake_kernel(&t);
     let img = t.path().join("h.img");
     pack(&tree, &img, &["--mtime", "1700000000"]);
     let out = Command::new("unsquashfs").args(["-lln"]).arg(&img).env("TZ", "UTC").output().unwrap();
@@ -56,8 +54,7 @@ fn ids_and_times_are_fixed() {
 #[test]
 fn time_comes_from_kbuild_build_timestamp_then_source_date_epoch() {
     let t = tempdir();
-    let tree = t.path().join("linux");
-    fake_kernel(&tree, true);
+    let tree = built_fake_kernel(&t);
     let img = t.path().join("h.img");
     let mod_time = |env: &[(&str, &str)]| -> String {
         let mut c = Command::new(bin());
@@ -82,34 +79,15 @@ fn time_comes_from_kbuild_build_timestamp_then_source_date_epoch() {
     );
 }
 
-/// Copy the fake tree file by file in the given order, with the given mtime
-/// for every entry (the order changes directory order on disk).
-fn copy_tree(from: &std::path::Path, to: &std::path::Path, reverse: bool, mtime: i64) {
-    let out = Command::new("find").arg(from).args(["-mindepth", "1", "-printf", "%P\n"]).output().unwrap();
-    let mut paths: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
-    paths.sort();
+/// Copy the fake tree entry by entry, in sorted or reverse order, with one
+/// `mtime` for every directory and file.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path, reverse: bool, mtime: u64) {
+    let mut paths: Vec<String> = listing_as(from, "%P\n").into_iter().filter(|p| !p.is_empty()).collect();
     if reverse {
         paths.reverse();
     }
-    for p in &paths {
-        let src = from.join(p);
-        let dst = to.join(p);
-        fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        let meta = fs::symlink_metadata(&src).unwrap();
-        if meta.is_dir() {
-            fs::create_dir_all(&dst).unwrap();
-        } else if meta.file_type().is_symlink() {
-            symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else {
-            fs::copy(&src, &dst).unwrap();
-        }
-    }
-    let status = Command::new("find")
-        .arg(to)
-        .args(["-exec", "touch", "-h", "-d", &format!("@{mtime}"), "{}", "+"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+    copy_entries(from, to, &paths, |_| Some(when));
 }
 
 #[test]
@@ -205,8 +183,7 @@ fn crc32_in_the_module_matches_the_host_tool() {
 #[test]
 fn header_dir_symlinks_are_followed_and_nfs_leftovers_skipped() {
     let t = tempdir();
-    let tree = t.path().join("linux");
-    fake_kernel(&tree, true);
+    let tree = built_fake_kernel(&t);
     // `find arch/x86/include/` follows a symlinked start directory.
     let real = t.path().join("x86-include");
     fs::rename(tree.join("arch/x86/include"), &real).unwrap();

@@ -7,6 +7,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::SystemTime;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_kheaders-image")
@@ -103,11 +104,64 @@ pub const FAKE_LISTING: &[&str] = &[
 
 /// `find DIR -printf '%P %y %m\n'`, sorted: an independent view of a tree.
 pub fn listing(dir: &Path) -> Vec<String> {
-    let out = Command::new("find").arg(dir).args(["-printf", "%P %y %m\n"]).output().unwrap();
+    listing_as(dir, "%P %y %m\n")
+}
+
+/// `find DIR -printf FORMAT` (one line per entry), sorted.
+pub fn listing_as(dir: &Path, format: &str) -> Vec<String> {
+    let out = Command::new("find").arg(dir).args(["-printf", format]).output().unwrap();
     assert!(out.status.success());
     let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
     lines.sort();
     lines
+}
+
+/// The fake tree, built, in `t`.
+pub fn built_fake_kernel(t: &tempfile::TempDir) -> PathBuf {
+    let tree = t.path().join("linux");
+    fake_kernel(&tree, true);
+    tree
+}
+
+/// The image of the built fake tree, in `t`.
+pub fn fake_image(t: &tempfile::TempDir) -> PathBuf {
+    let tree = built_fake_kernel(t);
+    let img = t.path().join("h.img");
+    pack(&tree, &img, &[]);
+    img
+}
+
+/// Copy `paths` (relative, in this order: the order changes directory order
+/// on disk) from `from` to `to`, symlinks as symlinks; then give each
+/// directory and file the time `mtime` returns for it, if any.
+pub fn copy_entries(
+    from: &Path,
+    to: &Path,
+    paths: &[String],
+    mut mtime: impl FnMut(&Path) -> Option<SystemTime>,
+) {
+    for p in paths {
+        let (src, dst) = (from.join(p), to.join(p));
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        let meta = fs::symlink_metadata(&src).unwrap();
+        if meta.is_dir() {
+            fs::create_dir_all(&dst).unwrap();
+        } else if meta.file_type().is_symlink() {
+            symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+    // After all copies: adding an entry changes its directory's time.
+    for p in paths {
+        let dst = to.join(p);
+        if fs::symlink_metadata(&dst).unwrap().file_type().is_symlink() {
+            continue;
+        }
+        if let Some(when) = mtime(&dst) {
+            fs::File::open(&dst).unwrap().set_modified(when).unwrap();
+        }
+    }
 }
 
 /// Extract an image with squashfs-tools' unsquashfs.
