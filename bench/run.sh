@@ -85,8 +85,7 @@ say "modules: kheaders_blk at each block size"
 variants=()
 for bs in $block_sizes; do
     d="$out/modules/$bs"
-    mkdir -p "$d/kmod" && cp Kbuild "$d/" && cp kmod/Kbuild kmod/*.rs "$d/kmod/"
-    make -C "$KTREE" -s M="$d" KHEADERS_IMAGE="$out/host/ours-$bs.img" modules
+    build_module_with_image "$KTREE" "$d" "$out/host/ours-$bs.img"
     record size_ko "$bs" 1 "$(stat -c %s "$d/kmod/kheaders_blk.ko")"
     variants+=("$bs=$d/kmod/kheaders_blk.ko")
 done

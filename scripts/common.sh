@@ -25,3 +25,14 @@ JOBS="${JOBS:-$(nproc)}"
 
 say()  { printf '==> %s\n' "$*" >&2; }
 die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# build_module_with_image KERNEL_TREE DIR IMAGE: kheaders_blk.ko built around
+# IMAGE from a copy of the module sources in DIR (-> DIR/kmod/kheaders_blk.ko),
+# leaving the repository's own kmod/ build alone.
+build_module_with_image() {
+    local ktree="$1" dir="$2" image="$3"
+    mkdir -p "$dir/kmod"
+    cp "$REPO_ROOT/Kbuild" "$dir/"
+    cp "$REPO_ROOT/kmod/Kbuild" "$REPO_ROOT"/kmod/*.rs "$dir/kmod/"
+    make -C "$ktree" -s M="$dir" KHEADERS_IMAGE="$image" modules
+}

@@ -54,9 +54,7 @@ cp "$art/sample/khb_sample.ko" "$art/"
 # Modules with unusual images, for the refuse-to-load and warning tests.
 image="$REPO_ROOT/kmod/kheaders.img"
 bad_module() {   # NAME IMAGE: kheaders_blk built around IMAGE, in $art/NAME
-    mkdir -p "$art/$1/kmod"
-    cp Kbuild "$art/$1/" && cp kmod/Kbuild kmod/*.rs "$art/$1/kmod/"
-    kbuild "$art/$1" KHEADERS_IMAGE="$2" || step_failed "module build with $2 failed"
+    build_module_with_image "$KTREE" "$art/$1" "$2" || step_failed "module build with $2 failed"
 }
 cp "$image" "$art/corrupt-data.img"
 printf '\xff' | dd of="$art/corrupt-data.img" bs=1 seek=$(( $(stat -c %s "$image") / 2 )) conv=notrunc status=none
