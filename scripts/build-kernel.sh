@@ -1,38 +1,71 @@
 #!/usr/bin/env bash
-# Build (or reuse) the Rust-enabled 6.12 test kernel.
+# Build (or reuse) a Rust-enabled 6.12 test kernel: one recipe, several variants.
 #
-# Source: Debian's linux-source-6.12 tarball. Config: tinyconfig plus
-# scripts/kernel.config, every option of which is verified afterwards.
-# The build is cached under $KHB_CACHE/kernel/<key>, where the key covers the
-# source package version, the fragment, this script and the toolchain
-# (rustc, bindgen, gcc): out-of-tree Rust modules need the exact rustc that
-# built the kernel, so a toolchain change must mean a new kernel build.
+#   scripts/build-kernel.sh [VARIANT]        (default: x86)
+#   scripts/build-kernel.sh --list
+#
+# Source: Debian's linux-source-6.12 tarball, extracted once per source
+# version and shared by every variant (each builds with O= into its own
+# directory). Config: tinyconfig plus the variant's fragments from
+# scripts/kernel/, every option of which is verified afterwards.
+# Each build is cached under $KHB_CACHE/kernel/<variant>-<version>-<key>, where
+# the key covers the source version, the fragments, this recipe and the
+# toolchain (rustc, bindgen, gcc or the cross gcc): out-of-tree Rust modules
+# need the exact rustc that built the kernel. Older builds of the same variant
+# are removed once a new one is complete.
 #
 # Prints the kernel build directory on stdout; progress goes to stderr.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-FRAGMENT="$REPO_ROOT/scripts/kernel.config"
+# variant: ARCH fragment... (scripts/kernel/<fragment>.config, in order)
+declare -A VARIANTS=(
+    [x86]="x86_64 base x86"
+)
+
+if [[ "${1:-}" == --list ]]; then
+    for v in "${!VARIANTS[@]}"; do echo "$v: ${VARIANTS[$v]}"; done | sort
+    exit 0
+fi
+variant="${1:-x86}"
+[[ -n "${VARIANTS[$variant]:-}" ]] ||
+    die "unknown kernel variant '$variant' (known: $(printf '%s ' "${!VARIANTS[@]}"))"
+read -r arch fragments <<<"${VARIANTS[$variant]}"
+
 [[ -r "$LINUX_SOURCE_TARBALL" ]] ||
     die "$LINUX_SOURCE_TARBALL not found; run scripts/setup.sh first"
 command -v bindgen >/dev/null || die "bindgen not found; run scripts/setup.sh first"
 
+case "$arch" in
+    x86_64) kernel_arch=x86_64 cross="" image=arch/x86/boot/bzImage ;;
+    arm64) kernel_arch=arm64 cross=aarch64-linux-gnu- image=arch/arm64/boot/Image ;;
+    *) die "no toolchain settings for arch $arch" ;;
+esac
+command -v "${cross}gcc" >/dev/null || die "${cross}gcc not found; run scripts/setup.sh first"
+
+frag_files=()
+for f in $fragments; do
+    frag_files+=("$REPO_ROOT/scripts/kernel/$f.config")
+    [[ -r "${frag_files[-1]}" ]] || die "missing fragment ${frag_files[-1]}"
+done
+
 src_version="$(dpkg-query -W -f='${Version}' "$LINUX_SOURCE_PKG" 2>/dev/null ||
                sha256sum "$LINUX_SOURCE_TARBALL" | cut -c1-16)"
+src_version="${src_version//[^A-Za-z0-9.+-]/_}"
 key_input="$(
-    echo "source $LINUX_SOURCE_PKG $src_version"
-    cat "$FRAGMENT"
+    echo "source $LINUX_SOURCE_PKG $src_version arch $arch"
+    for f in "${frag_files[@]}"; do echo "fragment ${f##*/}"; cat "$f"; done
     sed -n '/^# KEY-BEGIN/,/^# KEY-END/p' "${BASH_SOURCE[0]}"
     rustc -vV
     bindgen --version
-    gcc --version | head -n1
+    "${cross}gcc" --version | head -n1
 )"
-key="${src_version//[^A-Za-z0-9.+-]/_}-$(printf '%s' "$key_input" | sha256sum | cut -c1-12)"
-dir="$KHB_CACHE/kernel/$key"
-tree="$dir/linux"
+key="$(printf '%s' "$key_input" | sha256sum | cut -c1-12)"
+dir="$KHB_CACHE/kernel/$variant-$src_version-$key"
+build="$dir/build"
 
 if [[ -f "$dir/complete" ]]; then
-    say "reusing cached kernel build $dir"
-    echo "$tree"
+    say "reusing cached $variant kernel build $dir"
+    echo "$build"
     exit 0
 fi
 
@@ -40,58 +73,80 @@ mkdir -p "$dir"
 exec 9>"$dir/lock"
 flock 9
 if [[ -f "$dir/complete" ]]; then   # another run finished it while we waited
-    echo "$tree"
+    echo "$build"
     exit 0
 fi
 
-# KEY-BEGIN (this block is part of the cache key)
-kmake() {
-    make -C "$tree" -s RUSTC=rustc BINDGEN=bindgen HOSTCC=gcc CC=gcc "$@"
-}
-
-start=$SECONDS
-if [[ ! -f "$tree/Makefile" ]]; then
-    say "extracting $LINUX_SOURCE_TARBALL ($src_version)"
-    rm -rf "$tree" && mkdir -p "$tree"
-    tar -xf "$LINUX_SOURCE_TARBALL" -C "$tree" --strip-components=1
+# The pristine source, shared by all variants of this source version.
+src="$KHB_CACHE/src/$src_version/linux"
+if [[ ! -f "$src/.khb-complete" ]]; then
+    mkdir -p "${src%/linux}"
+    exec 8>"${src%/linux}/lock"
+    flock 8
+    if [[ ! -f "$src/.khb-complete" ]]; then
+        say "extracting $LINUX_SOURCE_TARBALL ($src_version) to $src"
+        rm -rf "$src" && mkdir -p "$src"
+        tar -xf "$LINUX_SOURCE_TARBALL" -C "$src" --strip-components=1
+        touch "$src/.khb-complete"
+    fi
+    exec 8>&-
 fi
 
-say "configuring: tinyconfig + ${FRAGMENT#"$REPO_ROOT"/}"
+start=$SECONDS
+# KEY-BEGIN (this block is part of the cache key)
+kmake() {
+    make -C "$src" O="$build" -s ARCH="$kernel_arch" ${cross:+CROSS_COMPILE=$cross} \
+        RUSTC=rustc BINDGEN=bindgen HOSTCC=gcc CC="${cross}gcc" "$@"
+}
+say "configuring $variant ($arch): tinyconfig + ${fragments// /, }"
+rm -rf "$build" && mkdir -p "$build"
 kmake tinyconfig >/dev/null
-"$tree/scripts/kconfig/merge_config.sh" -m -O "$tree" "$tree/.config" "$FRAGMENT" >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "${frag_files[@]}" >/dev/null
 kmake olddefconfig >/dev/null
 # KEY-END
 
-# A dropped option is silent in Kconfig: check each one made it.
-missing=0
-while IFS= read -r line; do
-    if [[ "$line" =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
-        want="$line"
-    elif [[ "$line" =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
-        opt="${BASH_REMATCH[1]}"
-        if grep -q "^$opt=" "$tree/.config"; then
-            echo "  $opt should be unset but is: $(grep "^$opt=" "$tree/.config")" >&2
-            missing=1
+# A dropped option is silent in Kconfig: check each one made it. Later
+# fragments override earlier ones, as in merge_config.sh.
+declare -A want=()
+for f in "${frag_files[@]}"; do
+    while IFS= read -r line; do
+        if [[ "$line" =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
+            want[${BASH_REMATCH[1]}]="$line"
+        elif [[ "$line" =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
+            want[${BASH_REMATCH[1]}]="unset"
         fi
-        continue
+    done <"$f"
+done
+missing=0
+for opt in "${!want[@]}"; do
+    got="$(grep "^$opt=" "$build/.config" || true)"
+    if [[ "${want[$opt]}" == unset ]]; then
+        [[ -z "$got" ]] && continue
+        echo "  $opt should be unset but is: $got" >&2
     else
-        continue
+        [[ "$got" == "${want[$opt]}" ]] && continue
+        echo "  wanted ${want[$opt]}, got: ${got:-not set}" >&2
     fi
-    grep -qxF "$want" "$tree/.config" || {
-        echo "  wanted $want, got: $(grep "^${want%%=*}=" "$tree/.config" || echo 'not set')" >&2
-        missing=1
-    }
-done <"$FRAGMENT"
+    missing=1
+done
 if [[ $missing != 0 ]]; then
     [[ "$(kmake rustavailable 2>&1)" == *"Rust is available"* ]] ||
         echo "  (make rustavailable: $(kmake rustavailable 2>&1 | tail -n1))" >&2
-    die "kernel config lost options from the fragment (see above)"
+    die "$variant kernel config lost options from its fragments (see above)"
 fi
 
-say "building bzImage and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), $JOBS jobs (first build: several minutes)"
+say "building $variant kernel and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), ${cross}gcc, $JOBS jobs (first build: several minutes)"
 kmake -j"$JOBS" all
-[[ -f "$tree/arch/x86/boot/bzImage" && -f "$tree/kernel/kheaders.ko" ]] ||
-    die "kernel build finished without bzImage or kernel/kheaders.ko"
+[[ -f "$build/$image" ]] || die "$variant kernel build finished without $image"
+grep -q '^CONFIG_IKHEADERS=m' "$build/.config" && [[ ! -f "$build/kernel/kheaders.ko" ]] &&
+    die "$variant kernel build finished without kernel/kheaders.ko"
+echo "$variant" >"$dir/variant"
 touch "$dir/complete"
-say "kernel built in $((SECONDS - start)) s: $tree"
-echo "$tree"
+say "$variant kernel built in $((SECONDS - start)) s: $build"
+for old in "$KHB_CACHE/kernel/"*/; do
+    old="${old%/}"
+    [[ "$old" != "$dir" && "$(cat "$old/variant" 2>/dev/null)" == "$variant" ]] || continue
+    say "removing superseded $variant build $old"
+    rm -rf "$old"
+done
+echo "$build"

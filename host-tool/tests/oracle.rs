@@ -110,24 +110,41 @@ fn image_equals_upstream_tarball_file_by_file() {
 
 /// Copy `include/`, `arch/<arch>/include/` and the markers of a kernel tree,
 /// in `reverse` order or not, giving every file its own time from `seed`.
+/// An `O=` build directory is merged onto its source tree (its `source`
+/// link), build tree last, as upstream's `cpio -pd` does.
 fn copy_headers(tree: &Path, to: &Path, reverse: bool, seed: u64) {
-    let mut paths = Vec::new();
-    for top in ["include", "arch/x86/include"] {
-        let out = Command::new("find").arg(top).current_dir(tree).output().unwrap();
-        paths.extend(String::from_utf8(out.stdout).unwrap().lines().map(str::to_string));
+    let mut layers = vec![tree.to_path_buf()];
+    if let Ok(src) = fs::canonicalize(tree.join("source")) {
+        layers.insert(0, src);
     }
-    paths.sort();
-    if reverse {
-        paths.reverse();
-    }
-    paths.insert(0, "Kbuild".to_string());
     let mut x = seed;
-    copy_entries(tree, to, &paths, |dst| {
-        dst.is_file().then(|| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            SystemTime::UNIX_EPOCH + Duration::from_secs(x >> 34)
-        })
-    });
+    for (i, layer) in layers.iter().enumerate() {
+        let mut paths = Vec::new();
+        for top in ["include", "arch/x86/include"] {
+            let out = Command::new("find").arg(top).current_dir(layer).output().unwrap();
+            paths.extend(String::from_utf8(out.stdout).unwrap().lines().map(str::to_string));
+        }
+        paths.sort();
+        if reverse {
+            paths.reverse();
+        }
+        if i == 0 {
+            paths.insert(0, "Kbuild".to_string());
+        }
+        // The build tree's own files replace the source tree's.
+        for p in &paths {
+            let dst = to.join(p);
+            if i > 0 && fs::symlink_metadata(&dst).is_ok_and(|m| !m.is_dir()) {
+                fs::remove_file(&dst).unwrap();
+            }
+        }
+        copy_entries(layer, to, &paths, |dst| {
+            dst.is_file().then(|| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                SystemTime::UNIX_EPOCH + Duration::from_secs(x >> 34)
+            })
+        });
+    }
 }
 
 #[test]
