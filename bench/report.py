@@ -99,6 +99,63 @@ def tables(d, block_sizes):
     return "\n".join(out) + "\n"
 
 
+def native_tables(d, kernel, host_kernel):
+    """The native tier: ratios against the tarball and read amplification."""
+    med = lambda m, v: statistics.median(d[m][v])
+    layouts = [v for v in d["size"] if v != "tar.xz"]
+    reps = len(d["time:first"]["tar.xz"])
+    out = [f"Host kernel {host_kernel} (its own squashfs, fragment cache of 3 blocks); the headers of the "
+           f"{kernel} test kernel, {int(med('files', 'all')):,} files. Image and tarball in RAM (`/dev/shm`), "
+           f"the image behind a read-only loop device with 4 KiB blocks. Every run cold; median of {reps} runs.\n"]
+    tar = med("size", "tar.xz")
+    out.append("| | upstream tar.xz | " + " | ".join(f"image, `{l}` layout" for l in layouts) + " |")
+    out.append("|---|---:|" + "---:|" * len(layouts))
+    out.append(f"| bytes | {tar:,.0f} | " + " | ".join(f"{med('size', l):,.0f} ({med('size', l) / tar:.2f}x)"
+                                                     for l in layouts) + " |")
+    out.append("")
+    out.append("Time in ms (tarball: extract to tmpfs + read; image: mount + read). "
+               "**Ratio** = tarball time / image time: above 1 the image is faster. "
+               "**Amp** = bytes the loop device read / image size.\n")
+    head = "| workload | files | tarball ms |"
+    rule = "|---|---:|---:|"
+    for l in layouts:
+        head += f" `{l}` ms | ratio | amp |"
+        rule += "---:|---:|---:|"
+    out.extend([head, rule])
+    kernel_sets = sorted(m[5:] for m in d if m.startswith("time:kernel:"))
+    names = [("first", "first header (`include/linux/sched.h`)")]
+    names += [(m[5:], f"compile set: `bench/programs/{m[5:]}.c`") for m in sorted(d)
+              if m.startswith("time:") and m[5:] not in ("first", "every", "every2") and not m[5:].startswith("kernel:")]
+    for w, label in names + [("every", "every file, directory order"), ("every2", "every file, 2 parallel readers")]:
+        files = {"first": "1", "every": "all", "every2": "all"}.get(w)
+        if files is None:
+            files = f"{int(med('set_files', w))}"
+        row = f"| {label} | {files} | {med('time:' + w, 'tar.xz') * 1000:.0f} |"
+        for l in layouts:
+            row += (f" {med('time:' + w, l) * 1000:.0f} | {med('time:' + w, 'tar.xz') / med('time:' + w, l):.2f} |"
+                    f" {med('amp:' + w, l):.2f} |")
+        out.append(row)
+        if w == names[-1][0] and kernel_sets:
+            row = f"| compile sets of {len(kernel_sets)} kernel sources (median; min–max) | | |"
+            for l in layouts:
+                ratios = sorted(med("time:" + k, "tar.xz") / med("time:" + k, l) for k in kernel_sets)
+                amps = sorted(med("amp:" + k, l) for k in kernel_sets)
+                ms = statistics.median(med("time:" + k, l) * 1000 for k in kernel_sets)
+                row += (f" {ms:.0f} | {statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f}) |"
+                        f" {statistics.median(amps):.2f} ({amps[0]:.2f}–{amps[-1]:.2f}) |")
+            out.append(row)
+    return "\n".join(out) + "\n"
+
+
+def replace_between(md, begin, end, text):
+    page = md.read_text()
+    if begin not in page or end not in page:
+        sys.exit(f"{md} lacks the {begin} / {end} markers")
+    head, rest = page.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    md.write_text(f"{head}{begin}\n{text}{end}{tail}")
+
+
 def plot(d, block_sizes, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -166,27 +223,34 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("results")
     ap.add_argument("--json", required=True)
-    ap.add_argument("--plot", required=True)
+    ap.add_argument("--plot")
     ap.add_argument("--update-docs", metavar="DOCS_DIR")
+    ap.add_argument("--native", action="store_true", help="results of bench/native.sh")
+    ap.add_argument("--kernel", help="release of the headers (native)")
+    ap.add_argument("--host-kernel", help="release of the kernel measured on (native)")
     a = ap.parse_args()
     d = load(a.results)
+    summaries = {m: {v: summary(vals) for v, vals in vs.items()} for m, vs in d.items()}
+    if a.native:
+        text = native_tables(d, a.kernel, a.host_kernel)
+        print(text)
+        Path(a.json).write_text(json.dumps(summaries, indent=1) + "\n")
+        if a.update_docs:
+            docs = Path(a.update_docs)
+            replace_between(docs / "benchmarks.md", "<!-- native:begin -->", "<!-- native:end -->", text)
+            shutil.copy(a.json, docs / "benchmarks-native.json")
+            print(f"updated {docs / 'benchmarks.md'} and benchmarks-native.json")
+        return
     block_sizes = sorted((v for v in d["size_image"]), key=bs_key)
     text = tables(d, block_sizes)
     print(text)
-    Path(a.json).write_text(json.dumps(
-        {m: {v: summary(vals) for v, vals in vs.items()} for m, vs in d.items()}, indent=1) + "\n")
+    Path(a.json).write_text(json.dumps(summaries, indent=1) + "\n")
     plot(d, block_sizes, a.plot)
     print(f"results: {a.json}\nplot: {a.plot}")
     if a.update_docs:
         docs = Path(a.update_docs)
         md = docs / "benchmarks.md"
-        page = md.read_text()
-        begin, end = "<!-- results:begin -->", "<!-- results:end -->"
-        if begin not in page or end not in page:
-            sys.exit(f"{md} lacks the {begin} / {end} markers")
-        head, rest = page.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        md.write_text(f"{head}{begin}\n{text}{end}{tail}")
+        replace_between(md, "<!-- results:begin -->", "<!-- results:end -->", text)
         shutil.copy(a.json, docs / "benchmarks.json")
         shutil.copy(a.plot, docs / "benchmarks.png")
         print(f"updated {md}, benchmarks.json, benchmarks.png")

@@ -26,6 +26,8 @@ JOBS="${JOBS:-$(nproc)}"
 say()  { printf '==> %s\n' "$*" >&2; }
 die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
+
 # build_module_with_image KERNEL_TREE DIR IMAGE: kheaders_blk.ko built around
 # IMAGE from a copy of the module sources in DIR (-> DIR/kmod/kheaders_blk.ko),
 # leaving the repository's own kmod/ build alone.

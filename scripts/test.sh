@@ -73,12 +73,41 @@ echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
 target/release/kheaders-image pack -q "$other" -o "$art/other-release.img" || step_failed "packing $other failed"
 bad_module other-release "$art/other-release.img"
 
+# The same headers in directory order (what mksquashfs does), for the layout
+# tests to compare against.
+target/release/kheaders-image pack -q --layout directory "$KTREE" -o "$art/directory.img" ||
+    step_failed "packing the directory layout failed"
+bad_module directory-layout "$art/directory.img"
+
+# Images that reach the writer's edges, for the kernel's squashfs to read.
+edge="$art/edge/tree"
+mkdir -p "$edge/include/linux" "$edge/include/many" "$edge/include/a/b/c/d/e/f/g/h" "$edge/arch/x86/include/asm"
+touch "$edge/Kbuild"
+echo '#include <linux/types.h>' >"$edge/include/linux/kconfig.h"
+head -c 3000 "$REPO_ROOT/host-tool/src/squashfs.rs" | tr -d '/*' >"$edge/include/linux/types.h"
+: >"$edge/include/empty.h"
+printf x >"$edge/include/one.h"
+for n in 4096 131072 1048576 2621440; do head -c "$n" /dev/urandom | base64 >"$edge/include/size-$n.h"; done
+cp "$edge/include/size-131072.h" "$edge/include/same-as-size-131072.h"
+echo 'int x;' >"$edge/include/$(printf 'n%.0s' $(seq 1 253)).h"
+echo 'int y;' >"$edge/include/sp ace & ü.h"
+echo 'int z;' >"$edge/include/a/b/c/d/e/f/g/h/deep.h"
+ln -s linux/types.h "$edge/include/link.h"
+ln -s ../nowhere/x.h "$edge/include/dangling.h"
+for i in $(seq -w 1 3000); do echo "int v$i;" >"$edge/include/many/header-with-a-longish-name-$i.h"; done
+echo 'struct pt_regs;' >"$edge/arch/x86/include/asm/ptrace.h"
+for v in "includes 4K" "includes 1M" "directory 128K"; do
+    read -r layout bs <<<"$v"
+    target/release/kheaders-image pack -q --layout "$layout" -b "$bs" "$edge" -o "$art/edge/$layout-$bs.img" ||
+        step_failed "packing the edge-case tree ($layout, $bs) failed"
+done
+
 say "5/5 VM tests (one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU)"
 vmlog="$(mktemp)"
 "$REPO_ROOT/scripts/vm-run.sh" --timeout 1500 --log "$art/vm-console.log" -- \
     "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$REPO_ROOT/kmod/kheaders_blk.ko' \
             KHB_IMAGE='$image' KHB_ARTIFACTS='$art' KHB_TOOL='$REPO_ROOT/target/release/kheaders-image'; \
-     '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]} '$REPO_ROOT/tests/vm/harness.sh' '$REPO_ROOT/tests/vm/module.sh'" \
+     '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]} '$REPO_ROOT/tests/vm/harness.sh' '$REPO_ROOT/tests/vm/module.sh' '$REPO_ROOT/tests/vm/layout.sh'" \
     | tee "$vmlog"
 vm_rc=${PIPESTATUS[0]}
 line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"

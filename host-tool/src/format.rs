@@ -7,8 +7,9 @@
 //! [squashfs 4.0, `bytes_used` long][zeros][trailer, 128 bytes]
 //! ```
 //!
-//! The file length is a multiple of 4096, so the block device the module
-//! makes of it has exactly the file's bytes. Squashfs ignores what follows
+//! The file length is a multiple of 64 KiB, the largest page size Linux
+//! has, so the block device the module makes of it (logical block size =
+//! `PAGE_SIZE`) has exactly the file's bytes on every architecture. Squashfs ignores what follows
 //! `bytes_used`, so the file mounts as it is (loop device, unsquashfs).
 //! The kernel module parses the trailer too (`kmod/image.rs`); change both
 //! together and bump [`TRAILER_VERSION`].
@@ -24,9 +25,9 @@ pub const METADATA_UNCOMPRESSED: u16 = 0x8000;
 pub const MIN_BLOCK_SIZE: u32 = 4096;
 pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
 
-/// Image files are padded to this, the largest logical block size a block
-/// device may have.
-pub const IMAGE_ALIGN: u64 = 4096;
+/// Image files are padded to this: the largest `PAGE_SIZE` (arm64, ppc64),
+/// which the module uses as its logical block size.
+pub const IMAGE_ALIGN: u64 = 64 * 1024;
 
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned, Debug, Clone, Copy)]
 #[repr(C)]

@@ -3,18 +3,23 @@
 //!
 //! The data path: [`select`] picks the files upstream's
 //! `kernel/gen_kheaders.sh` picks, [`strip`] removes comments as its perl
-//! line does, [`tree`] holds the result, [`pack`] writes squashfs with
-//! backhand plus our [`format::Trailer`], and [`output`] puts it on disk
-//! atomically.
+//! line does, [`tree`] holds the result, [`layout`] decides where each
+//! header's data goes (from the include graph), [`squashfs`] writes the
+//! filesystem with [`xz`] blocks, [`pack`] adds our [`format::Trailer`], and
+//! [`output`] puts it on disk atomically. backhand reads images back
+//! ([`tree`], for `inspect` and `verify`): an independent reader.
 
 pub mod format;
 pub mod inspect;
+pub mod layout;
 pub mod output;
 pub mod pack;
 pub mod parallel;
 pub mod progress;
 pub mod select;
+pub mod squashfs;
 pub mod strip;
 pub mod time;
 pub mod tree;
 pub mod verify;
+pub mod xz;

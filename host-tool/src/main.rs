@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use kheaders_image::format::parse_image;
 use kheaders_image::inspect::inspect;
+use kheaders_image::layout::LayoutKind;
 use kheaders_image::output::write_atomically;
 use kheaders_image::pack::{check_block_size, pack, PackOptions, DEFAULT_BLOCK_SIZE};
 use kheaders_image::parallel::default_jobs;
@@ -48,6 +49,12 @@ enum Command {
         /// Squashfs data block size (power of two, 4K to 1M).
         #[arg(short, long, default_value_t = DEFAULT_BLOCK_SIZE, value_parser = parse_size)]
         block_size: u32,
+        /// Where headers go in the image: `includes` stores the headers most
+        /// others include in include order with blocks of their own (fast
+        /// compiles against the mount), the rest in directory order;
+        /// `directory` stores everything in directory order (as mksquashfs).
+        #[arg(long, value_enum, default_value_t = LayoutKind::Includes)]
+        layout: LayoutKind,
         /// xz preset: 0-9, optionally with `e` for the extreme variant.
         #[arg(long, default_value = "6", value_parser = parse_preset)]
         xz_preset: u32,
@@ -118,7 +125,7 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Pack { tree, output, source, arch, block_size, xz_preset, mtime, jobs, quiet } => {
+        Command::Pack { tree, output, source, arch, block_size, layout, xz_preset, mtime, jobs, quiet } => {
             let start = Instant::now();
             if output == Path::new("-") && std::io::stdout().is_terminal() {
                 bail!("refusing to write an image to a terminal; redirect standard output or use -o FILE");
@@ -137,14 +144,21 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let jobs = jobs.unwrap_or_else(default_jobs).max(1);
             let progress = Progress::new(quiet);
             let headers = HeaderTree::from_kernel(&kt, jobs, &progress)?;
-            let opts =
-                PackOptions { block_size, mtime, jobs, xz_preset, kernel_release: kt.kernel_release() };
-            let image = pack(&headers, &opts, &progress)?;
+            let opts = PackOptions {
+                block_size,
+                mtime,
+                jobs,
+                xz_preset,
+                kernel_release: kt.kernel_release(),
+                layout,
+            };
+            let packed = pack(&headers, &opts, &progress)?;
+            let image = packed.image;
             write_atomically(&output, &image)?;
             if !quiet {
                 let s = headers.stats();
                 eprintln!(
-                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {} KiB blocks, {:.1} s",
+                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {} KiB blocks, {} files with blocks of their own, {} fragment blocks, {:.1} s",
                     output.display(),
                     s.files,
                     s.dirs,
@@ -153,6 +167,8 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     image.len() as f64 / 1048576.0,
                     100.0 * image.len() as f64 / s.file_bytes.max(1) as f64,
                     block_size / 1024,
+                    packed.data.own_block_files,
+                    packed.data.fragment_blocks,
                     start.elapsed().as_secs_f64()
                 );
             }

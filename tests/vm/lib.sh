@@ -6,6 +6,9 @@
 #   KHB_IMAGE         the image embedded in it
 #   KHB_ARTIFACTS     other host-built inputs (sample module, bad modules)
 
+# shellcheck source=../../scripts/kernel-cpp-flags.sh
+source "$KHB_REPO/scripts/kernel-cpp-flags.sh"
+
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
 # expect_eq ACTUAL EXPECTED WHAT

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Native benchmarks: squashfs-side performance measured on this machine's own
+# kernel, where timings mean something (the VM tier runs under QEMU TCG).
+#
+#   bench/native.sh [--reps N] [--layouts "includes directory"] [--kernel-sets N]
+#                   [--out DIR] [--update-docs]
+#
+# The image is what the module embeds (the test kernel's headers, packed as
+# kmod/Kbuild packs them), in RAM (/dev/shm) behind a read-only loop device
+# with 4 KiB logical blocks. The peer is upstream's kheaders_data.tar.xz of
+# the same build, also in RAM, extracted to a fresh tmpfs. Each run starts
+# cold (drop_caches; nothing mounted or extracted) and covers what a user
+# waits for: extract + read, or mount + read. Workloads:
+#   first header    include/linux/sched.h
+#   compile sets    the headers `gcc -M` lists for bench/programs/*.c and for
+#                   N kernel sources picked at random (fixed seed), read in
+#                   the order gcc opens them
+#   every file      find order (directory order on the mount)
+#   every file, 2   the same list read by 2 parallel readers (xargs -P2)
+# Read amplification = bytes the loop device read / image size (field 3 of
+# /sys/block/loopN/stat): deterministic, unlike the times.
+# Needs root (losetup, mount, drop_caches).
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+cd "$REPO_ROOT"
+
+reps=5 layouts="includes directory" kernel_sets=20 out="$KHB_CACHE/bench/native" update_docs=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --reps) reps="$2"; shift 2 ;;
+        --layouts) layouts="$2"; shift 2 ;;
+        --kernel-sets) kernel_sets="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        --update-docs) update_docs=1; shift ;;
+        -h|--help) sed -n '2,/^source/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "bench/native.sh: unknown option $1 (see --help)" ;;
+    esac
+done
+[[ $(id -u) == 0 ]] || die "bench/native.sh needs root (loop devices, mount, drop_caches)"
+grep -qw squashfs /proc/filesystems || modprobe squashfs 2>/dev/null ||
+    die "this kernel has no squashfs"
+
+say "setup, kernel, tool"
+scripts/setup.sh
+KTREE="$(scripts/build-kernel.sh)"
+cargo build --release --locked --quiet
+TOOL="$REPO_ROOT/target/release/kheaders-image"
+
+rm -rf "$out" && mkdir -p "$out/sets"
+shm="$(mktemp -d /dev/shm/khb-bench.XXXXXX)"
+mnt="$(mktemp -d /tmp/khb-bench-mnt.XXXXXX)"
+loops=()
+cleanup() {
+    mountpoint -q "$mnt" && umount "$mnt"
+    for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    rm -rf "$shm" "$mnt"
+}
+trap cleanup EXIT
+
+results="$out/results.tsv"
+: >"$results"
+record() { echo "$*" >>"$results"; }   # metric variant rep value
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+cp "$KTREE/kernel/kheaders_data.tar.xz" "$shm/kheaders.tar.xz"
+record size tar.xz 1 "$(stat -c %s "$shm/kheaders.tar.xz")"
+for l in $layouts; do
+    "$TOOL" pack -q --layout "$l" "$KTREE" -o "$shm/$l.img"
+    record size "$l" 1 "$(stat -c %s "$shm/$l.img")"
+done
+
+say "compile sets: gcc -M of bench/programs/*.c and $kernel_sets kernel sources"
+ref="$shm/ref" && mkdir -p "$ref" && tar -xJf "$shm/kheaders.tar.xz" -C "$ref"
+record files all 1 "$(find "$ref" -type f | wc -l)"
+# set_of NAME SOURCE [EXTRA FLAGS]: its compile set, in $out/sets/NAME.
+set_of() {
+    local name="$1" src="$2"
+    shift 2
+    compile_set "$ref" x86 "$src" "$@" >"$out/sets/$name" || true
+    [[ -s "$out/sets/$name" ]] || { rm -f "$out/sets/$name"; return 1; }
+}
+for p in bench/programs/*.c; do
+    n="$(basename "$p" .c)"
+    set_of "$n" "$p" || die "gcc -M of $p found no headers"
+    record set_files "$n" 1 "$(wc -l <"$out/sets/$n")"
+done
+src="$(readlink -f "$KTREE/source")"
+(cd "$src" && find drivers fs net kernel mm sound block crypto security lib -name '*.c' | LC_ALL=C sort) |
+    awk 'BEGIN {srand(8)} {print rand() "\t" $0}' | LC_ALL=C sort | cut -f2 >"$out/kernel-sources"
+kernel_names=()
+while read -r f && [[ ${#kernel_names[@]} -lt $kernel_sets ]]; do
+    n="kernel:${f//\//_}"
+    # Sources that pull in fewer than 100 headers (or fail) are no compile set.
+    set_of "$n" "$src/$f" -iquote "$src/$(dirname "$f")" && [[ $(wc -l <"$out/sets/$n") -ge 100 ]] ||
+        { rm -f "$out/sets/$n"; continue; }
+    kernel_names+=("$n")
+done <"$out/kernel-sources"
+rm -rf "$ref"
+find_list() { (cd "$1" && find . -type f -print0) }
+
+# --- one cold run: set up, read, tear down --------------------------------
+# read_workload NAME: in the current directory (the mount or the extraction).
+read_workload() {
+    case "$1" in
+        first) cat include/linux/sched.h >/dev/null ;;
+        every) find . -type f -print0 | xargs -0 cat >/dev/null ;;
+        every2) find . -type f -print0 | xargs -0 -P 2 -n 256 cat >/dev/null ;;
+        *) xargs -d '\n' cat <"$out/sets/$1" >/dev/null ;;
+    esac
+}
+
+# run_tarball WORKLOAD: seconds for extract + read.
+run_tarball() {
+    drop_caches
+    local t0=$EPOCHREALTIME
+    mount -t tmpfs -o size=512M tmpfs "$mnt"
+    tar -xJf "$shm/kheaders.tar.xz" -C "$mnt"
+    (cd "$mnt" && read_workload "$1")
+    local t1=$EPOCHREALTIME
+    umount "$mnt"
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}'
+}
+
+# run_image LAYOUT LOOPDEV WORKLOAD: "seconds amplification" for mount + read.
+run_image() {
+    local img="$shm/$1.img" dev="$2" n="${2#/dev/}"
+    drop_caches
+    local s0 t0 t1 s1
+    s0=$(awk '{print $3}' "/sys/block/$n/stat")
+    t0=$EPOCHREALTIME
+    mount -t squashfs -o ro "$dev" "$mnt"
+    (cd "$mnt" && read_workload "$3")
+    t1=$EPOCHREALTIME
+    s1=$(awk '{print $3}' "/sys/block/$n/stat")
+    umount "$mnt"
+    awk -v a="$t0" -v b="$t1" -v s="$((s1 - s0))" -v size="$(stat -c %s "$img")" \
+        'BEGIN {printf "%.4f %.4f", b - a, s * 512 / size}'
+}
+
+declare -A dev_of
+for l in $layouts; do
+    dev_of[$l]="$(losetup -f --show -r -b 4096 "$shm/$l.img")"
+    loops+=("${dev_of[$l]}")
+done
+
+workloads=(first bench/programs/*.c "${kernel_names[@]}" every every2)
+say "measuring: ${#workloads[@]} workloads x $reps cold runs x (tarball + $(wc -w <<<"$layouts") layouts)"
+for w in "${workloads[@]}"; do
+    [[ "$w" == bench/programs/*.c ]] && w="$(basename "$w" .c)"
+    for r in $(seq 1 "$reps"); do
+        record "time:$w" tar.xz "$r" "$(run_tarball "$w")"
+        for l in $layouts; do
+            read -r t a <<<"$(run_image "$l" "${dev_of[$l]}" "$w")"
+            record "time:$w" "$l" "$r" "$t"
+            record "amp:$w" "$l" "$r" "$a"
+        done
+    done
+done
+
+say "report"
+args=("$results" --native --kernel "$(cat "$KTREE/include/config/kernel.release")" --host-kernel "$(uname -r)"
+      --json "$out/results.json")
+[[ -n "$update_docs" ]] && args+=(--update-docs "$REPO_ROOT/docs")
+python3 "$REPO_ROOT/bench/report.py" "${args[@]}"
