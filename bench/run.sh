@@ -85,7 +85,7 @@ say "modules: kheaders_blk at each block size"
 variants=()
 for bs in $block_sizes; do
     d="$out/modules/$bs"
-    build_module_with_image "$KTREE" "$d" "$out/host/ours-$bs.img"
+    build_module "$KTREE" "$d" "$out/host/ours-$bs.img"
     record size_ko "$bs" 1 "$(stat -c %s "$d/kmod/kheaders_blk.ko")"
     variants+=("$bs=$d/kmod/kheaders_blk.ko")
 done

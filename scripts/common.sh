@@ -28,13 +28,16 @@ die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
 
-# build_module_with_image KERNEL_TREE DIR IMAGE: kheaders_blk.ko built around
-# IMAGE from a copy of the module sources in DIR (-> DIR/kmod/kheaders_blk.ko),
-# leaving the repository's own kmod/ build alone.
-build_module_with_image() {
-    local ktree="$1" dir="$2" image="$3"
-    mkdir -p "$dir/kmod"
+# build_module KERNEL_TREE DIR [IMAGE]: kheaders_blk.ko built from a copy of
+# the module sources in DIR (-> DIR/kmod/kheaders_blk.ko and the image it
+# embeds, DIR/kmod/kheaders.img), leaving the repository's own kmod/ build
+# alone. Without IMAGE, kmod/Kbuild packs the headers of KERNEL_TREE.
+build_module() {
+    local ktree="$1" dir="$2" image="${3:-}"
+    rm -rf "$dir/kmod" && mkdir -p "$dir/kmod"
     cp "$REPO_ROOT/Kbuild" "$dir/"
-    cp "$REPO_ROOT/kmod/Kbuild" "$REPO_ROOT"/kmod/*.rs "$dir/kmod/"
-    make -C "$ktree" -s M="$dir" KHEADERS_IMAGE="$image" modules
+    find "$REPO_ROOT/kmod" -maxdepth 1 -type f \( -name Kbuild -o -name '*.rs' -o -name '*.c' -o -name '*.h' \) \
+        -exec cp {} "$dir/kmod/" \;
+    make -C "$ktree" -s M="$dir" KHEADERS_TOOL="$REPO_ROOT/target/release/kheaders-image" \
+        ${image:+KHEADERS_IMAGE="$image"} modules
 }

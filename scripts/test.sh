@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
-# Every test, from a fresh machine: setup, kernel build (cached), host tests
-# (cargo test, including the oracle against upstream's tarball), module
-# builds, then one boot of the test kernel running the VM suites.
+# Every test, from a fresh machine: setup, the test kernels (built once,
+# cached), host tests (cargo test, including the oracle against upstream's
+# tarball), then for each kernel the modules built against it and one boot
+# running the VM suites that apply to it (the plan below, printed first).
 #
-#   scripts/test.sh [-k PATTERN]     (PATTERN filters the VM tests)
+#   scripts/test.sh [-k REGEX] [--kernels "x86 ..."]
+#
+#   -k REGEX      only VM tests whose "suite/test" name matches
+#   --kernels L   only these kernels of the plan (default: all)
 #
 # The last line is "N passed, M failed" over host and VM tests.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
 
-vm_filter=()
-[[ "${1:-}" == -k ]] && vm_filter=(-k "$2")
+# The plan: kernel variant (scripts/build-kernel.sh) -> VM suites
+# (tests/vm/<suite>.sh). A suite not listed for a kernel does not apply to it.
+PLAN=(
+    "x86: harness module layout"
+)
+
+vm_filter=() only=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -k) vm_filter=(-k "$2"); shift 2 ;;
+        --kernels) only="$2"; shift 2 ;;
+        *) die "scripts/test.sh: unknown option $1 (usage: scripts/test.sh [-k REGEX] [--kernels \"x86 ...\"])" ;;
+    esac
+done
 
 passed=0 failed=0
 count_cargo() {   # sum "test result: ... N passed; M failed" lines of $1
@@ -30,55 +46,40 @@ step_failed() {   # a step that is not itself a test broke: count it, stop
     finish
 }
 
-say "1/5 setup"
+say "plan (kernel: VM suites)"
+kernels=()
+for row in "${PLAN[@]}"; do
+    k="${row%%:*}"
+    if [[ -n "$only" && " $only " != *" $k "* ]]; then
+        echo "  $row   [not selected]" >&2
+        continue
+    fi
+    echo "  $row" >&2
+    kernels+=("$k")
+done
+for k in $only; do
+    printf '%s\n' "${PLAN[@]}" | grep -q "^$k:" || die "--kernels: no kernel '$k' in the plan"
+done
+
+say "setup"
 "$REPO_ROOT/scripts/setup.sh" || step_failed "setup failed"
 
-say "2/5 test kernel"
-KTREE="$("$REPO_ROOT/scripts/build-kernel.sh")" || step_failed "kernel build failed"
-export KHB_KERNEL_TREE="$KTREE"
+say "test kernel x86 (the host tests' oracle)"
+X86_TREE="$("$REPO_ROOT/scripts/build-kernel.sh" x86)" || step_failed "x86 kernel build failed"
 
-say "3/5 host tests (cargo test)"
+say "host tests (cargo test)"
 log="$(mktemp)"
 cargo build --release --locked --quiet || step_failed "cargo build failed"
-cargo test --release --locked 2>&1 | tee "$log" | grep -E '^(test |test result|failures|---- )' || true
+TOOL="$REPO_ROOT/target/release/kheaders-image"
+KHB_KERNEL_TREE="$X86_TREE" cargo test --release --locked 2>&1 | tee "$log" |
+    grep -E '^(test |test result|failures|---- )' || true
 count_cargo "$log"
 grep -qE '^test result:' "$log" || step_failed "cargo test did not run (see above)"
 
-say "4/5 module builds"
 art="$KHB_CACHE/test-artifacts"
 rm -rf "$art" && mkdir -p "$art"
-kbuild() { make -C "$KTREE" -s M="$1" "${@:2}" modules; }
-kbuild "$REPO_ROOT" || step_failed "kheaders_blk build failed"
-cp -r tests/sample-module "$art/sample" && kbuild "$art/sample" || step_failed "sample module build failed"
-cp "$art/sample/khb_sample.ko" "$art/"
-# Modules with unusual images, for the refuse-to-load and warning tests.
-image="$REPO_ROOT/kmod/kheaders.img"
-bad_module() {   # NAME IMAGE: kheaders_blk built around IMAGE, in $art/NAME
-    build_module_with_image "$KTREE" "$art/$1" "$2" || step_failed "module build with $2 failed"
-}
-cp "$image" "$art/corrupt-data.img"
-printf '\xff' | dd of="$art/corrupt-data.img" bs=1 seek=$(( $(stat -c %s "$image") / 2 )) conv=notrunc status=none
-bad_module corrupt-data "$art/corrupt-data.img"
-rm -rf "$art/plain" && mkdir -p "$art/plain" && unsquashfs -q -d "$art/plain/t" "$image" >/dev/null
-mksquashfs "$art/plain/t" "$art/no-trailer.img" -comp xz -noappend -quiet -no-progress >/dev/null
-bad_module no-trailer "$art/no-trailer.img"
 
-# A module whose image is of another kernel release: loads, but warns.
-other="$art/other-release-tree"
-mkdir -p "$other/include/linux" "$other/include/generated" "$other/arch/x86/include/asm"
-touch "$other/Kbuild"
-echo '#define KCONFIG 1' >"$other/include/linux/kconfig.h"
-echo '#define UTS_RELEASE "9.9.9-other"' >"$other/include/generated/utsrelease.h"
-echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
-target/release/kheaders-image pack -q "$other" -o "$art/other-release.img" || step_failed "packing $other failed"
-bad_module other-release "$art/other-release.img"
-
-# The same headers in directory order (what mksquashfs does), for the layout
-# tests to compare against.
-target/release/kheaders-image pack -q --layout directory "$KTREE" -o "$art/directory.img" ||
-    step_failed "packing the directory layout failed"
-bad_module directory-layout "$art/directory.img"
-
+# --- Inputs that do not depend on a kernel --------------------------------
 # Images that reach the writer's edges, for the kernel's squashfs to read.
 edge="$art/edge/tree"
 mkdir -p "$edge/include/linux" "$edge/include/many" "$edge/include/a/b/c/d/e/f/g/h" "$edge/arch/x86/include/asm"
@@ -98,27 +99,74 @@ for i in $(seq -w 1 3000); do echo "int v$i;" >"$edge/include/many/header-with-a
 echo 'struct pt_regs;' >"$edge/arch/x86/include/asm/ptrace.h"
 for v in "includes 4K" "includes 1M" "directory 128K"; do
     read -r layout bs <<<"$v"
-    target/release/kheaders-image pack -q --layout "$layout" -b "$bs" "$edge" -o "$art/edge/$layout-$bs.img" ||
+    "$TOOL" pack -q --layout "$layout" -b "$bs" "$edge" -o "$art/edge/$layout-$bs.img" ||
         step_failed "packing the edge-case tree ($layout, $bs) failed"
 done
 
-say "5/5 VM tests (one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU)"
-vmlog="$(mktemp)"
-"$REPO_ROOT/scripts/vm-run.sh" --timeout 1500 --log "$art/vm-console.log" -- \
-    "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$REPO_ROOT/kmod/kheaders_blk.ko' \
-            KHB_IMAGE='$image' KHB_ARTIFACTS='$art' KHB_TOOL='$REPO_ROOT/target/release/kheaders-image'; \
-     '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]} '$REPO_ROOT/tests/vm/harness.sh' '$REPO_ROOT/tests/vm/module.sh' '$REPO_ROOT/tests/vm/layout.sh'" \
-    | tee "$vmlog"
-vm_rc=${PIPESTATUS[0]}
-line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
-if [[ -z "$line" ]]; then
-    step_failed "the VM run gave no result line (console log: $art/vm-console.log)"
-fi
-p=$(sed -E 's/vm tests: ([0-9]+) passed.*/\1/' <<<"$line")
-f=$(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")
-passed=$((passed + p)) failed=$((failed + f))
-if [[ $vm_rc != 0 && $f == 0 ]]; then
-    echo "error: the VM run failed (exit $vm_rc) although its tests passed" >&2
-    failed=$((failed + 1))
-fi
+# A tree of another kernel release, for the warning test.
+other="$art/other-release-tree"
+mkdir -p "$other/include/linux" "$other/include/generated" "$other/arch/x86/include/asm"
+touch "$other/Kbuild"
+echo '#define KCONFIG 1' >"$other/include/linux/kconfig.h"
+echo '#define UTS_RELEASE "9.9.9-other"' >"$other/include/generated/utsrelease.h"
+echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
+"$TOOL" pack -q "$other" -o "$art/other-release.img" || step_failed "packing $other failed"
+
+# --- Per kernel: what the suites need, then one boot ----------------------
+# modules_for KERNEL_TREE DIR: kheaders_blk as kmod/Kbuild builds it (the
+# image packed from that tree), the sample module, and variants around
+# unusual images, in DIR.
+modules_for() {
+    local kt="$1" d="$2"
+    mkdir -p "$d"
+    build_module "$kt" "$d/main" || step_failed "kheaders_blk build against $kt failed"
+    cp -r tests/sample-module "$d/sample" && make -C "$kt" -s M="$d/sample" modules ||
+        step_failed "sample module build failed"
+    cp "$d/sample/khb_sample.ko" "$d/"
+    local image="$d/main/kmod/kheaders.img" v
+    v() {   # NAME IMAGE: kheaders_blk built around IMAGE, in DIR/NAME
+        build_module "$kt" "$d/$1" "$2" || step_failed "module build with $2 failed"
+    }
+    cp "$image" "$d/corrupt-data.img"
+    printf '\xff' | dd of="$d/corrupt-data.img" bs=1 seek=$(( $(stat -c %s "$image") / 2 )) conv=notrunc status=none
+    v corrupt-data "$d/corrupt-data.img"
+    rm -rf "$d/plain" && mkdir -p "$d/plain" && unsquashfs -q -d "$d/plain/t" "$image" >/dev/null
+    mksquashfs "$d/plain/t" "$d/no-trailer.img" -comp xz -noappend -quiet -no-progress >/dev/null
+    v no-trailer "$d/no-trailer.img"
+    v other-release "$art/other-release.img"
+    # The same headers in directory order, for the layout tests to compare.
+    "$TOOL" pack -q --layout directory "$kt" -o "$d/directory.img" || step_failed "packing $kt failed"
+    v directory-layout "$d/directory.img"
+}
+
+for k in "${kernels[@]}"; do
+    suites=$(printf '%s\n' "${PLAN[@]}" | sed -n "s/^$k: *//p")
+    say "kernel $k: build"
+    KTREE="$("$REPO_ROOT/scripts/build-kernel.sh" "$k")" || step_failed "$k kernel build failed"
+    d="$art/$k"
+    say "kernel $k: modules"
+    modules_for "$KTREE" "$d"
+    paths=()
+    for s in $suites; do paths+=("'$REPO_ROOT/tests/vm/$s.sh'"); done
+    say "kernel $k: VM tests ($suites) in one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU"
+    vmlog="$(mktemp)"
+    "$REPO_ROOT/scripts/vm-run.sh" --kernel "$KTREE/arch/x86/boot/bzImage" --timeout 1500 --log "$d/vm-console.log" -- \
+        "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$d/main/kmod/kheaders_blk.ko' \
+                KHB_IMAGE='$d/main/kmod/kheaders.img' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL'; \
+         '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]} ${paths[*]}" | tee "$vmlog"
+    vm_rc=${PIPESTATUS[0]}
+    line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
+    if [[ -z "$line" ]]; then
+        echo "error: the $k VM run gave no result line (console log: $d/vm-console.log)" >&2
+        failed=$((failed + 1))
+        continue
+    fi
+    p=$(sed -E 's/vm tests: ([0-9]+) passed.*/\1/' <<<"$line")
+    f=$(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")
+    passed=$((passed + p)) failed=$((failed + f))
+    if [[ $vm_rc != 0 && $f == 0 ]]; then
+        echo "error: the $k VM run failed (exit $vm_rc) although its tests passed" >&2
+        failed=$((failed + 1))
+    fi
+done
 finish

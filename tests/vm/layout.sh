@@ -102,8 +102,8 @@ test_full_reads_stay_sequential() {
 }
 
 test_edge_case_images_read_back_through_the_kernel() {
-    local tree="$KHB_ARTIFACTS/edge/tree" img n=0
-    for img in "$KHB_ARTIFACTS"/edge/*.img; do
+    local tree="$KHB_EDGE/tree" img n=0
+    for img in "$KHB_EDGE"/*.img; do
         local dev
         dev=$(losetup -f --show -r -b "$(getconf PAGESIZE)" "$img")
         mkdir -p "$LMNT"
