@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Safe wrappers for what the 6.12 Rust block API (and `kernel::error`) lacks. This is the only
-//! place that touches `kernel::bindings`.
+//! Rust file that touches `kernel::bindings`; `helpers.c` is its C half (declared in
+//! [`c_helpers`]), for the kernel functions that bindgen cannot generate on every architecture.
 //!
 //! - [`DiskOps`] + [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
 //!   the block layer, `BLKROSET` to read-write refused, no partition scan, and
@@ -15,20 +16,35 @@
 //! Shaped after the out-of-tree upstream work (`Request::sector()`, segment
 //! iteration) so that the driver can move to it when the kernel grows it.
 
-use core::ffi::c_int;
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use kernel::bindings;
 use kernel::block::mq::{Operations, Request, TagSet};
 use kernel::error::{code, from_err_ptr, to_result, Result};
+use kernel::ffi::{c_int, c_ulong};
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::ThisModule;
 
-// Page arithmetic below (`bv_page.add(n)`) needs one contiguous `struct page`
-// array, true for these memory models.
-#[cfg(not(any(CONFIG_SPARSEMEM_VMEMMAP, CONFIG_FLATMEM)))]
-compile_error!("kheaders_blk needs SPARSEMEM_VMEMMAP or FLATMEM (contiguous struct pages)");
+/// The C half of the module, `helpers.c` (linked into the same `.ko`, see `Kbuild`).
+mod c_helpers {
+    use kernel::bindings;
+    use kernel::ffi::c_ulong;
+
+    // Only pointers to `struct page` cross: the lint's complaint (a field of
+    // `struct page` that bindgen gives as an empty struct) is about the pointee,
+    // which does not affect how a pointer is passed. `kernel::bindings` allows
+    // the lint for the same reason.
+    #[allow(improper_ctypes)]
+    extern "C" {
+        /// `flush_dcache_page(page)`.
+        pub(super) fn khb_flush_dcache_page(page: *mut bindings::page);
+        /// `nth_page(page, n)`.
+        pub(super) fn khb_nth_page(page: *mut bindings::page, n: c_ulong) -> *mut bindings::page;
+    }
+}
 
 /// `EBADMSG`, which 6.12's `kernel::error::code` does not list.
 pub(crate) fn ebadmsg() -> kernel::error::Error {
@@ -215,53 +231,83 @@ impl<'a> RequestView<'a> {
 
     /// Call `f` on each data segment in order, split so that none crosses a
     /// page (like `rq_for_each_segment()`). Returns the number of bytes
-    /// visited; stops at the first error from `f`.
-    pub(crate) fn for_each_segment(
-        &self,
-        mut f: impl FnMut(&Segment<'_>) -> Result,
-    ) -> Result<u64> {
-        let page_size = bindings::PAGE_SIZE as u32;
+    /// visited; stops at the first error from `f`, and fails with EIO on a
+    /// vector that breaks the block layer's own rules.
+    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(&Segment<'_>) -> Result) -> Result<u64> {
+        let page_size = PAGE_SIZE as u32;
         let mut total = 0u64;
-        // SAFETY: The driver owns the request; its bio chain is fixed.
+        // SAFETY: As in `op()`, for `bio` (the request's bio chain is fixed
+        // while the driver owns it).
         let mut bio = unsafe { core::ptr::addr_of!((*self.rq).bio).read() };
         while !bio.is_null() {
-            // SAFETY: The bios of a request we own stay valid until we
-            // complete it, and their iterators and vectors are not changed
-            // meanwhile; `bio` came from `rq.bio` / `bi_next`.
-            let (mut iter, vecs, next) =
-                unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
+            // SAFETY: `bio` is `rq->bio` or a `bi_next` of the chain; by the
+            // type invariants these bios, their iterators and vectors stay
+            // valid and unchanged while the driver owns the request. Fields
+            // are copied out, no reference to the bio is made.
+            let (mut iter, vecs, next) = unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
             while iter.bi_size > 0 {
-                // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a
-                // valid `bio_vec` of this bio (block layer invariant).
+                // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid
+                // `bio_vec` of this bio's vector (the invariant
+                // `bio_for_each_segment()` relies on too).
                 let bv = unsafe { vecs.add(iter.bi_idx as usize).read() };
-                let offset = bv.bv_offset + iter.bi_bvec_done;
+                let left_in_bvec = bv.bv_len.checked_sub(iter.bi_bvec_done).ok_or(EIO)?;
+                // Offset from the start of `bv_page`; a multi-page bvec goes
+                // past the first page.
+                let offset = bv.bv_offset.checked_add(iter.bi_bvec_done).ok_or(EIO)?;
                 let in_page = offset % page_size;
-                let len = (bv.bv_len - iter.bi_bvec_done)
-                    .min(iter.bi_size)
-                    .min(page_size - in_page);
-                // SAFETY: A bvec covers physically contiguous pages; with a
-                // contiguous `struct page` array (checked at build time) the
-                // n-th page is `bv_page + n` (`nth_page()`).
-                let page = unsafe { bv.bv_page.add((offset / page_size) as usize) };
+                let len = left_in_bvec.min(iter.bi_size).min(page_size - in_page);
+                if len == 0 {
+                    return Err(EIO);
+                }
+                // Which page: a bio_vec is one physically contiguous range, so
+                // its n-th page is `nth_page(bv_page, n)`. 6.12's own segment
+                // walk (`rq_for_each_segment()` -> `bvec_iter_page()`,
+                // include/linux/bvec.h) computes `bv_page + n` instead, relying
+                // on the rule stated at `struct bio_vec` that the two are equal
+                // for every page a bvec covers. The block layer keeps that rule
+                // where it builds multi-page bvecs: `bvec_try_merge_page()`
+                // (block/bio.c) merges a page into a bvec only if it is
+                // physically contiguous *and* `bv_page + bv_end / PAGE_SIZE ==
+                // page + off / PAGE_SIZE`, and for direct I/O
+                // `get_contig_folio_len()` (block/bio.c) joins only pages with
+                // `pages[j] == pages[j - 1] + 1`. A bvec added in one piece
+                // (`bio_add_folio()` -> `folio_page()`, which is `nth_page()`)
+                // lies within one folio, whose struct pages are one array
+                // unless the folio is larger than a memory section (a gigantic
+                // hugetlb page) on SPARSEMEM without VMEMMAP: the case where
+                // `bv_page + n` would be wrong and `nth_page()` is not. So we
+                // call `nth_page()` (through `helpers.c`, it is a macro): equal
+                // to `bv_page + n` wherever the C walk is right, and right in
+                // that case too; on SPARSEMEM_VMEMMAP and FLATMEM it is that
+                // addition.
+                // SAFETY: `bv_page` is a valid page and `offset / PAGE_SIZE`
+                // pages after it are within the bvec (`offset < bv_offset +
+                // bv_len`), physically contiguous with it: `nth_page()` only
+                // computes, it dereferences nothing.
+                let page = unsafe { c_helpers::khb_nth_page(bv.bv_page, (offset / page_size) as c_ulong) };
                 // SAFETY: `page` is a valid page of the request's buffer.
                 let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
                 // SAFETY: `in_page < PAGE_SIZE`: the result stays within the
-                // mapped page, and `[in_page, in_page + len)` does too.
+                // mapped page.
                 let ptr = unsafe { addr.add(in_page as usize) };
+                // INVARIANT: `[ptr, ptr + len)` is within the page just mapped
+                // (`len <= PAGE_SIZE - in_page`), which is part of the
+                // request's data buffer, writable for a read; it stays mapped
+                // until `kunmap_local` below, after the segment is gone.
                 let seg = Segment {
                     ptr,
                     len: len as usize,
-                    _page: core::marker::PhantomData,
+                    _page: PhantomData,
                 };
                 let r = f(&seg);
-                #[cfg(not(CONFIG_X86))]
-                // SAFETY: `page` is valid; keeps caches coherent where the
-                // architecture needs it (a no-op on x86).
-                unsafe {
-                    bindings::flush_dcache_page(page)
-                };
-                // SAFETY: `addr` came from `kmap_local_page` just above, and
-                // mappings are released in reverse order (only one here).
+                // SAFETY: `page` is a valid page; after the CPU wrote to it
+                // through a kernel mapping, before unmapping, as
+                // `memcpy_to_page()` does (include/linux/highmem.h). A no-op
+                // on x86.
+                unsafe { c_helpers::khb_flush_dcache_page(page) };
+                // SAFETY: `addr` came from `kmap_local_page()` just above, no
+                // other local mapping was made since (they nest), and the
+                // segment that pointed into it is gone.
                 unsafe { bindings::kunmap_local(addr.cast()) };
                 r?;
                 total += u64::from(len);

@@ -33,6 +33,6 @@ build_module_with_image() {
     local ktree="$1" dir="$2" image="$3"
     mkdir -p "$dir/kmod"
     cp "$REPO_ROOT/Kbuild" "$dir/"
-    cp "$REPO_ROOT/kmod/Kbuild" "$REPO_ROOT"/kmod/*.rs "$dir/kmod/"
+    cp "$REPO_ROOT/kmod/Kbuild" "$REPO_ROOT"/kmod/*.rs "$REPO_ROOT"/kmod/*.c "$dir/kmod/"
     make -C "$ktree" -s M="$dir" KHEADERS_IMAGE="$image" modules
 }
