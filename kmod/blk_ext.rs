@@ -6,26 +6,28 @@
 //!
 //! - [`DiskOps`] + [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
 //!   the block layer, `BLKROSET` to read-write refused, no partition scan, and
-//!   `fops.owner` set so that an open or mounted disk pins the module (6.12's
-//!   builder leaves `owner` null: `rmmod` then succeeds under a mount and the
-//!   next access oopses).
+//!   `fops.owner` set so that an open or mounted disk pins the module (6.12's builder leaves `owner` null: `rmmod` then
+//!   succeeds under a mount and the next access oopses).
 //! - [`RequestView`]: a request's op, position and length, and its data
 //!   segments mapped one page at a time as [`Segment`]s (what C gets from
 //!   `blk_rq_pos()`, `req_op()`, `rq_for_each_segment()` and `memcpy_to_page()`).
 //!
 //! Shaped after the out-of-tree upstream work (`Request::sector()`, segment
 //! iteration) so that the driver can move to it when the kernel grows it.
+//!
+//! Kernel functions cited in comments are those of Linux 6.12.
 
 use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
 use kernel::bindings;
 use kernel::block::mq::{Operations, Request, TagSet};
-use kernel::error::{code, from_err_ptr, to_result, Result};
+use kernel::error::{code, from_err_ptr, to_result, Error, Result};
 use kernel::ffi::{c_int, c_ulong};
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, LockClassKey};
 use kernel::ThisModule;
 
 /// The C half of the module, `helpers.c` (linked into the same `.ko`, see `Kbuild`).
@@ -46,9 +48,47 @@ mod c_helpers {
     }
 }
 
+// Layout checks for the pointer casts below: each cast relies on the Rust type
+// being `#[repr(transparent)]` over (an `Opaque` of) the C type, which 6.12
+// documents but does not export an accessor for. A change of layout fails the
+// build instead of corrupting memory.
+//
+// `LockClassKey` is not generic: checked here. `TagSet<T>` and `Request<T>`
+// are generic, so they are checked per `T` by [`Layout`], whose constants are
+// evaluated (at compile time) when the functions that use them are
+// instantiated.
+kernel::static_assert!(size_of::<LockClassKey>() == size_of::<bindings::lock_class_key>());
+kernel::static_assert!(align_of::<LockClassKey>() == align_of::<bindings::lock_class_key>());
+
+struct Layout<T>(PhantomData<T>);
+
+impl<T: Operations> Layout<T> {
+    /// `TagSet<T>` -> `blk_mq_tag_set`.
+    const TAG_SET: () = assert!(
+        size_of::<TagSet<T>>() == size_of::<bindings::blk_mq_tag_set>()
+            && align_of::<TagSet<T>>() == align_of::<bindings::blk_mq_tag_set>()
+    );
+    /// `Request<T>` -> `request`.
+    const REQUEST: () = assert!(
+        size_of::<Request<T>>() == size_of::<bindings::request>()
+            && align_of::<Request<T>>() == align_of::<bindings::request>()
+    );
+}
+
+/// The C tag set behind `set`. 6.12 keeps `TagSet::raw_tag_set()` crate-private.
+fn raw_tag_set<T: Operations>(set: &TagSet<T>) -> *mut bindings::blk_mq_tag_set {
+    #[allow(clippy::let_unit_value)]
+    let () = Layout::<T>::TAG_SET;
+    // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>` (plus
+    // a `PhantomData`), and `Opaque<U>` has the layout of `U`: same address.
+    // The C struct is inside an `UnsafeCell` (`Opaque`), so writing through a
+    // pointer derived from `&TagSet` is allowed where the C rules allow it.
+    (set as *const TagSet<T>).cast_mut().cast()
+}
+
 /// `EBADMSG`, which 6.12's `kernel::error::code` does not list.
-pub(crate) fn ebadmsg() -> kernel::error::Error {
-    kernel::error::Error::from_errno(-(bindings::EBADMSG as c_int))
+pub(crate) fn ebadmsg() -> Error {
+    Error::from_errno(-(bindings::EBADMSG as c_int))
 }
 
 /// The disk's `block_device_operations`: `owner` set, so that an open or
@@ -56,7 +96,8 @@ pub(crate) fn ebadmsg() -> kernel::error::Error {
 ///
 /// Meant for a `static` of the module, as C drivers do: the gendisk may be
 /// released after `put_disk()` (a racing opener holds the last reference)
-/// and reads `fops` then, so the table must live as long as the module.
+/// and `disk_release()` reads `fops` then, so the table must live as long
+/// as the module.
 #[repr(transparent)]
 pub(crate) struct DiskOps(bindings::block_device_operations);
 
@@ -74,19 +115,6 @@ impl DiskOps {
     }
 }
 
-/// A registered, read-only blk-mq disk. Deleted on drop.
-pub(crate) struct ReadOnlyDisk<T: Operations> {
-    disk: NonNull<bindings::gendisk>,
-    /// The queue refers to the tag set until `put_disk()`.
-    _tagset: Arc<TagSet<T>>,
-}
-
-// SAFETY: The gendisk is owned by this value and only touched in `add` and
-// `drop`; the block layer synchronizes everything else.
-unsafe impl<T: Operations + Send> Send for ReadOnlyDisk<T> {}
-// SAFETY: No `&self` method touches the gendisk.
-unsafe impl<T: Operations + Sync> Sync for ReadOnlyDisk<T> {}
-
 /// `BLKROSET` hook: making the disk read-only again is fine, read-write never.
 ///
 /// # Safety
@@ -99,6 +127,30 @@ unsafe extern "C" fn refuse_read_write(_bdev: *mut bindings::block_device, ro: b
         -(bindings::EROFS as c_int)
     }
 }
+
+/// A registered, read-only blk-mq disk. Deleted on drop.
+///
+/// # Invariants
+///
+/// - `disk` points to a gendisk that `__blk_mq_alloc_disk()` allocated on
+///   `_tagset` and `device_add_disk()` added successfully, and that has not
+///   been deleted (`del_gendisk()`) or put (`put_disk()`): this value owns
+///   the reference `__blk_mq_alloc_disk()` returned.
+/// - `(*disk).fops` points to a `'static` [`DiskOps`].
+/// - `_tagset` is the tag set the disk's queue was allocated on.
+pub(crate) struct ReadOnlyDisk<T: Operations> {
+    disk: NonNull<bindings::gendisk>,
+    /// The queue refers to the tag set until `del_gendisk()` detaches it
+    /// (`blk_mq_exit_queue()`); kept until after that in `drop`.
+    _tagset: Arc<TagSet<T>>,
+}
+
+// SAFETY: The gendisk is owned by this value and only touched in `add` and
+// `drop` (which may run on any thread: the C functions it calls only require
+// process context); the block layer synchronizes everything else.
+unsafe impl<T: Operations + Send> Send for ReadOnlyDisk<T> {}
+// SAFETY: No `&self` method touches the gendisk.
+unsafe impl<T: Operations + Sync> Sync for ReadOnlyDisk<T> {}
 
 impl<T: Operations> ReadOnlyDisk<T> {
     /// Allocate the disk `name` (at most 31 bytes) on `tagset`, of
@@ -115,25 +167,23 @@ impl<T: Operations> ReadOnlyDisk<T> {
             return Err(code::EINVAL);
         }
 
-        // SAFETY: `queue_limits` is plain data; zero means "default" for every
-        // field we do not set (no discard, no write-zeroes, no write cache).
+        // SAFETY: `queue_limits` is plain data (integers, no pointers that C
+        // follows when zero); zero means "default" for every field we do not
+        // set (no discard, no write-zeroes, no write cache).
         let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
         lim.logical_block_size = logical_block_size;
         lim.physical_block_size = logical_block_size;
 
-        // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>`;
-        // 6.12 keeps its accessor crate-private.
-        let set = (&*tagset as *const TagSet<T>)
-            .cast_mut()
-            .cast::<bindings::blk_mq_tag_set>();
-        // `LockClassKey` is `#[repr(transparent)]` over the C key; its
-        // accessor is crate-private in 6.12.
-        let lock_class = (kernel::static_lock_class!() as *const kernel::sync::LockClassKey)
+        let set = raw_tag_set(&tagset);
+        // `LockClassKey` is `#[repr(transparent)]` over `Opaque<lock_class_key>`
+        // (layout checked above); its accessor is crate-private in 6.12.
+        let lock_class = (kernel::static_lock_class!() as *const LockClassKey)
             .cast_mut()
             .cast::<bindings::lock_class_key>();
-        // SAFETY: `set` points to an initialized, pinned tag set that we keep
-        // alive (in `_tagset`) for as long as the disk exists. `lim` lives for
-        // the call. The lock class is static.
+        // SAFETY: `set` points to an initialized, pinned tag set that is kept
+        // alive (in `_tagset`, or in `tagset` until after `put_disk()` on the
+        // error path) for as long as the queue uses it. `lim` is valid for the
+        // call (it is copied, not kept). The lock class key is a `static`.
         let disk = from_err_ptr(unsafe {
             bindings::__blk_mq_alloc_disk(set, &mut lim, core::ptr::null_mut(), lock_class)
         })?;
@@ -141,7 +191,9 @@ impl<T: Operations> ReadOnlyDisk<T> {
         let d = disk.as_ptr();
 
         // SAFETY: `d` is a valid gendisk that is not yet visible to anyone
-        // else, so plain writes are fine. `ops` is static.
+        // else (not added), so plain writes to its fields are fine. `ops` is
+        // `'static`. The name is at most 32 bytes with its NUL, the size of
+        // `disk_name`.
         unsafe {
             (*d).fops = &ops.0;
             (*d).flags |= bindings::GENHD_FL_NO_PART as c_int;
@@ -152,14 +204,19 @@ impl<T: Operations> ReadOnlyDisk<T> {
             bindings::set_disk_ro(d, true);
         }
 
-        // SAFETY: `d` is a fully set up gendisk allocated above.
+        // SAFETY: `d` is a fully set up gendisk allocated above, not added yet.
         if let Err(e) = to_result(unsafe {
             bindings::device_add_disk(core::ptr::null_mut(), d, core::ptr::null_mut())
         }) {
-            // SAFETY: Not added, so `put_disk()` alone releases it.
+            // SAFETY: Not added (`GD_ADDED` unset), so `put_disk()` alone
+            // releases it; `disk_release()` then tears the queue down with
+            // `blk_mq_exit_queue()`, which uses the tag set: `tagset` is still
+            // held here and dropped only on return.
             unsafe { bindings::put_disk(d) };
             return Err(e);
         }
+        // INVARIANT: allocated on `tagset`, added, neither deleted nor put;
+        // `fops` is `ops`, which is `'static`.
         Ok(ReadOnlyDisk {
             disk,
             _tagset: tagset,
@@ -169,9 +226,21 @@ impl<T: Operations> ReadOnlyDisk<T> {
 
 impl<T: Operations> Drop for ReadOnlyDisk<T> {
     fn drop(&mut self) {
-        // SAFETY: The disk was added in `add()` and is deleted exactly once,
-        // here. `owner` pins the module while the disk is open, so nobody
-        // has it open now.
+        // SAFETY: By the type invariants the disk is added and not yet
+        // deleted or put, and this is the only place that does either, once.
+        // `del_gendisk()` requires process context (it sleeps), which `drop`
+        // of a module's data has; it does not require the disk to be closed:
+        // it unhashes the block device so that new opens fail, marks the disk
+        // dead, drains and freezes the queue so that in-flight requests finish
+        // (they only copy from `'static` data) and new ones fail, and, since
+        // the disk owns its queue (`GD_OWNS_QUEUE`, set by
+        // `__blk_mq_alloc_disk()`), detaches the queue from the tag set
+        // (`blk_mq_exit_queue()`). Only then is `_tagset` dropped (after this
+        // body), as `disk_release()` (block/genhd.c) expects: "the tagset can
+        // be gone by the time the disk is released once it was added".
+        // `put_disk()` drops our reference; whoever drops the last one
+        // (an opener that failed on the dead disk) runs `disk_release()`,
+        // which reads `fops`: `'static` by the type invariants.
         unsafe {
             bindings::del_gendisk(self.disk.as_ptr());
             bindings::put_disk(self.disk.as_ptr());
@@ -187,29 +256,55 @@ pub(crate) enum Op {
     Other(u32),
 }
 
-/// A view of a request the driver owns (between `queue_rq` and its
-/// completion). Holds a raw pointer: the block layer may update other fields
-/// of the request concurrently (`ref`, timeout fields), so no Rust reference
-/// to the whole `struct request` may exist.
+/// A view of a request the driver owns, for reading its fields and filling
+/// its data buffers.
+///
+/// It borrows a `&Request<T>`, which is fine: `Request<T>` wraps
+/// `Opaque<request>`, an `UnsafeCell`, so that reference promises nothing
+/// about the C fields. What must not exist is a `&bindings::request`: a
+/// shared reference to the plain C struct would promise that no field changes
+/// while it lives, and the block layer does change fields of a request the
+/// driver owns from other threads (the `ref` count; the timeout worker sets
+/// `rq_flags |= RQF_TIMED_OUT` and re-arms `deadline`,
+/// `blk_mq_rq_timed_out()` in block/blk-mq.c). So fields are read one at a
+/// time through the raw pointer.
+///
+/// # Invariants
+///
+/// For `'a`, `rq` points to a valid `struct request` that the driver owns:
+/// dispatched to `queue_rq` and not yet ended. It comes from a
+/// `&'a Request<T>`, which exists only while an `ARef<Request<T>>` does
+/// (6.12 gives the driver one in `queue_rq`); the request is ended either by
+/// `Request::end_ok`, which consumes that `ARef`, or by the block layer
+/// after `queue_rq` returned an error, when the `ARef` has been dropped.
+/// While the driver owns it, the block layer does not change `cmd_flags`,
+/// `__sector`, `__data_len` or `bio`, nor the bios' iterators and vectors
+/// (they change in `blk_update_request()`, when the driver ends it).
 pub(crate) struct RequestView<'a> {
     rq: *const bindings::request,
-    _borrow: core::marker::PhantomData<&'a ()>,
+    _borrow: PhantomData<&'a ()>,
 }
 
 impl<'a> RequestView<'a> {
     pub(crate) fn new<T: Operations>(rq: &'a Request<T>) -> Self {
-        // `Request<T>` is `#[repr(transparent)]` over `Opaque<request>`.
+        #[allow(clippy::let_unit_value)]
+        let () = Layout::<T>::REQUEST;
+        // INVARIANT: `Request<T>` is `#[repr(transparent)]` over
+        // `Opaque<request>` (layout checked in `Layout`), so the cast gives
+        // the C request; `rq` lives for `'a` and the driver owns the request
+        // while a `&Request<T>` exists (see the type's invariants).
         let rq = (rq as *const Request<T>).cast::<bindings::request>();
         RequestView {
             rq,
-            _borrow: core::marker::PhantomData,
+            _borrow: PhantomData,
         }
     }
 
     /// `req_op(rq)`.
     pub(crate) fn op(&self) -> Op {
-        // SAFETY: `rq` is live for `'a`; `cmd_flags` is set before dispatch
-        // and not changed while the driver owns the request.
+        // SAFETY: By the type invariants `rq` is valid for `'a` and
+        // `cmd_flags` does not change meanwhile; one field is read, no
+        // reference to the struct is made.
         let flags = unsafe { core::ptr::addr_of!((*self.rq).cmd_flags).read() };
         match flags & ((1 << bindings::REQ_OP_BITS) - 1) {
             bindings::req_op_REQ_OP_READ => Op::Read,
@@ -219,13 +314,13 @@ impl<'a> RequestView<'a> {
 
     /// `blk_rq_pos(rq)`: first 512-byte sector.
     pub(crate) fn sector(&self) -> u64 {
-        // SAFETY: As in `op()`; the driver owns the request.
+        // SAFETY: As in `op()`, for `__sector`.
         unsafe { core::ptr::addr_of!((*self.rq).__sector).read() }
     }
 
     /// `blk_rq_bytes(rq)`.
     pub(crate) fn bytes(&self) -> u32 {
-        // SAFETY: As in `op()`; the driver owns the request.
+        // SAFETY: As in `op()`, for `__data_len`.
         unsafe { core::ptr::addr_of!((*self.rq).__data_len).read() }
     }
 
@@ -329,10 +424,16 @@ impl<'a> RequestView<'a> {
 /// Only written through raw copies: the memory may be a user buffer
 /// (`O_DIRECT`) that other threads touch meanwhile, or appear in two
 /// segments of one request, so no `&mut [u8]` to it may exist.
+///
+/// # Invariants
+///
+/// For `'a`, `[ptr, ptr + len)` is mapped, writable kernel memory within one
+/// page of the data buffer of a read request the driver owns. No Rust
+/// reference to that memory exists.
 pub(crate) struct Segment<'a> {
     ptr: *mut u8,
     len: usize,
-    _page: core::marker::PhantomData<&'a mut u8>,
+    _page: PhantomData<&'a mut u8>,
 }
 
 impl Segment<'_> {
@@ -344,9 +445,10 @@ impl Segment<'_> {
     /// the segment is cut).
     pub(crate) fn fill_from(&self, src: &[u8]) {
         let n = src.len().min(self.len);
-        // SAFETY: `ptr..ptr + len` is mapped and writable for the lifetime
-        // of the segment; `src` is Rust memory (the image), so the ranges do
-        // not overlap.
+        // SAFETY: By the type invariants `[ptr, ptr + len)` is mapped and
+        // writable, and no reference to it exists; `n <= len`, so both writes
+        // stay in it. `src` is Rust memory (the image), not the request's
+        // buffer, so the ranges do not overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr, n);
             core::ptr::write_bytes(self.ptr.add(n), 0, self.len - n);
