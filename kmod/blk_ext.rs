@@ -8,6 +8,8 @@
 //!   the block layer, `BLKROSET` to read-write refused, no partition scan, and
 //!   `fops.owner` set so that an open or mounted disk pins the module (6.12's builder leaves `owner` null: `rmmod` then
 //!   succeeds under a mount and the next access oopses).
+//! - [`tag_set_without_default_scheduler`]: `TagSet::new` plus
+//!   `BLK_MQ_F_NO_SCHED_BY_DEFAULT`, which 6.12's `TagSet::new` cannot set.
 //! - [`RequestView`]: a request's op, position and length, and its data
 //!   segments mapped one page at a time as [`Segment`]s (what C gets from
 //!   `blk_rq_pos()`, `req_op()`, `rq_for_each_segment()` and `memcpy_to_page()`).
@@ -89,6 +91,40 @@ fn raw_tag_set<T: Operations>(set: &TagSet<T>) -> *mut bindings::blk_mq_tag_set 
 /// `EBADMSG`, which 6.12's `kernel::error::code` does not list.
 pub(crate) fn ebadmsg() -> Error {
     Error::from_errno(-(bindings::EBADMSG as c_int))
+}
+
+/// [`TagSet::new`], then `BLK_MQ_F_NO_SCHED_BY_DEFAULT` on the tag set: a
+/// queue on it starts with no I/O scheduler ("none").
+///
+/// Without the flag, a queue with one hardware queue gets mq-deadline where
+/// the kernel has it (`elevator_get_default()`, block/elevator.c), which
+/// for a memory copy only adds locking and reordering. 6.12's
+/// `TagSet::new` has no flags argument, so the flag is set right after
+/// `blk_mq_alloc_tag_set()`; it is read when a disk is added
+/// (`device_add_disk()` -> `elevator_init_mq()` -> `elevator_get_default()`)
+/// and copied into each `hctx->flags` when a queue is allocated
+/// (`blk_mq_alloc_hctx()`, block/blk-mq.c), both of which come later.
+/// `blk_mq_alloc_tag_set()` itself reads only other bits (`BLOCKING`,
+/// `TAG_HCTX_SHARED`, the allocation policy). A user can still choose a
+/// scheduler through sysfs.
+pub(crate) fn tag_set_without_default_scheduler<T: Operations>(
+    nr_hw_queues: u32,
+    num_tags: u32,
+    num_maps: u32,
+) -> impl PinInit<TagSet<T>, Error> {
+    TagSet::new(nr_hw_queues, num_tags, num_maps).pin_chain(|set| {
+        let raw = raw_tag_set(&set);
+        // SAFETY: `pin_chain` runs this after `TagSet::new` initialized the tag
+        // set (`blk_mq_alloc_tag_set()` succeeded), so `raw` points to a valid
+        // `blk_mq_tag_set`. We hold the only reference (`Pin<&mut>`), and no
+        // request queue uses the set yet (a queue is attached only by
+        // `blk_mq_alloc_queue()`, and `blk_mq_alloc_tag_set()` puts the set on
+        // no global list), so nothing in C reads or writes `flags`
+        // concurrently; the write is to one field, not through a reference to
+        // the whole struct.
+        unsafe { (*raw).flags |= bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT };
+        Ok(())
+    })
 }
 
 /// The disk's `block_device_operations`: `owner` set, so that an open or

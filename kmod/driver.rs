@@ -17,7 +17,7 @@ mod image;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::block::mq::{self, Operations, TagSet};
+use kernel::block::mq::{self, Operations};
 use kernel::c_str;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -70,7 +70,8 @@ impl kernel::Module for KheadersBlk {
                 );
             }
         }
-        let tagset = Arc::pin_init(TagSet::new(1, 64, 1), GFP_KERNEL)?;
+        // One hardware queue, 64 tags, no I/O scheduler by default.
+        let tagset = Arc::pin_init(blk_ext::tag_set_without_default_scheduler(1, 64, 1), GFP_KERNEL)?;
         let disk = ReadOnlyDisk::add(
             DISK_NAME,
             capacity_bytes() / SECTOR_SIZE,
