@@ -5,8 +5,9 @@
 //! [`c_helpers`]), for the kernel functions that bindgen cannot generate on every architecture.
 //!
 //! - [`DiskOps`] + [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
-//!   the block layer, `BLKROSET` to read-write refused, no partition scan, and
-//!   `fops.owner` set so that an open or mounted disk pins the module (6.12's builder leaves `owner` null: `rmmod` then
+//!   the block layer, `BLKROSET` to read-write refused, no partition scan, queue limits
+//!   chosen by the driver ([`DiskLimits`]), and `fops.owner` set so that an open or
+//!   mounted disk pins the module (6.12's builder leaves `owner` null: `rmmod` then
 //!   succeeds under a mount and the next access oopses).
 //! - [`tag_set_without_default_scheduler`]: `TagSet::new` plus
 //!   `BLK_MQ_F_NO_SCHED_BY_DEFAULT`, which 6.12's `TagSet::new` cannot set.
@@ -79,7 +80,6 @@ impl<T: Operations> Layout<T> {
 
 /// The C tag set behind `set`. 6.12 keeps `TagSet::raw_tag_set()` crate-private.
 fn raw_tag_set<T: Operations>(set: &TagSet<T>) -> *mut bindings::blk_mq_tag_set {
-    #[allow(clippy::let_unit_value)]
     let () = Layout::<T>::TAG_SET;
     // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>` (plus
     // a `PhantomData`), and `Opaque<U>` has the layout of `U`: same address.
@@ -164,6 +164,42 @@ unsafe extern "C" fn refuse_read_write(_bdev: *mut bindings::block_device, ro: b
     }
 }
 
+/// The queue limits [`ReadOnlyDisk::add`] sets; every other limit is the
+/// block layer's default (`blk_validate_limits()`, block/blk-settings.c):
+/// no discard, no write-zeroes, no write cache, non-rotational.
+pub(crate) struct DiskLimits {
+    /// Logical and physical block size: a power of two from 512 to `PAGE_SIZE`.
+    pub(crate) block_size: u32,
+    /// Largest request, in 512-byte sectors: at least one page and one block.
+    /// The block layer's soft limit (`max_sectors`, what file system I/O is
+    /// split at) is this, capped at `BLK_DEF_MAX_SECTORS_CAP` (1280 KiB).
+    pub(crate) max_hw_sectors: u32,
+    /// Most data segments in one request (at least 1).
+    pub(crate) max_segments: u16,
+    /// Largest data segment in bytes: at least `PAGE_SIZE`.
+    pub(crate) max_segment_size: u32,
+}
+
+impl DiskLimits {
+    /// The checks `blk_validate_limits()` makes on these fields (it would
+    /// fail them with EINVAL, some after a `WARN_ON_ONCE`), made here first.
+    fn check(&self) -> Result {
+        let page = PAGE_SIZE as u64;
+        let bs = u64::from(self.block_size);
+        let max_bytes = u64::from(self.max_hw_sectors) * 512;
+        if !self.block_size.is_power_of_two()
+            || !(512..=page).contains(&bs)
+            || max_bytes < page
+            || max_bytes < bs
+            || self.max_segments == 0
+            || u64::from(self.max_segment_size) < page
+        {
+            return Err(code::EINVAL);
+        }
+        Ok(())
+    }
+}
+
 /// A registered, read-only blk-mq disk. Deleted on drop.
 ///
 /// # Invariants
@@ -190,25 +226,30 @@ unsafe impl<T: Operations + Sync> Sync for ReadOnlyDisk<T> {}
 
 impl<T: Operations> ReadOnlyDisk<T> {
     /// Allocate the disk `name` (at most 31 bytes) on `tagset`, of
-    /// `capacity_sectors` 512-byte sectors, and add it to the system.
+    /// `capacity_sectors` 512-byte sectors, with `limits`, and add it to the
+    /// system.
     pub(crate) fn add(
         name: &CStr,
         capacity_sectors: u64,
-        logical_block_size: u32,
+        limits: &DiskLimits,
         tagset: Arc<TagSet<T>>,
         ops: &'static DiskOps,
     ) -> Result<Self> {
         let name = name.as_bytes_with_nul();
-        if name.len() > 32 || !logical_block_size.is_power_of_two() || logical_block_size < 512 {
+        if name.len() > 32 {
             return Err(code::EINVAL);
         }
+        limits.check()?;
 
         // SAFETY: `queue_limits` is plain data (integers, no pointers that C
         // follows when zero); zero means "default" for every field we do not
-        // set (no discard, no write-zeroes, no write cache).
+        // set.
         let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
-        lim.logical_block_size = logical_block_size;
-        lim.physical_block_size = logical_block_size;
+        lim.logical_block_size = limits.block_size;
+        lim.physical_block_size = limits.block_size;
+        lim.max_hw_sectors = limits.max_hw_sectors;
+        lim.max_segments = limits.max_segments;
+        lim.max_segment_size = limits.max_segment_size;
 
         let set = raw_tag_set(&tagset);
         // `LockClassKey` is `#[repr(transparent)]` over `Opaque<lock_class_key>`
@@ -323,7 +364,6 @@ pub(crate) struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     pub(crate) fn new<T: Operations>(rq: &'a Request<T>) -> Self {
-        #[allow(clippy::let_unit_value)]
         let () = Layout::<T>::REQUEST;
         // INVARIANT: `Request<T>` is `#[repr(transparent)]` over
         // `Opaque<request>` (layout checked in `Layout`), so the cast gives
@@ -364,7 +404,10 @@ impl<'a> RequestView<'a> {
     /// page (like `rq_for_each_segment()`). Returns the number of bytes
     /// visited; stops at the first error from `f`, and fails with EIO on a
     /// vector that breaks the block layer's own rules.
-    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(&Segment<'_>) -> Result) -> Result<u64> {
+    pub(crate) fn for_each_segment(
+        &self,
+        mut f: impl FnMut(&Segment<'_>) -> Result,
+    ) -> Result<u64> {
         let page_size = PAGE_SIZE as u32;
         let mut total = 0u64;
         // SAFETY: As in `op()`, for `bio` (the request's bio chain is fixed
@@ -375,7 +418,8 @@ impl<'a> RequestView<'a> {
             // type invariants these bios, their iterators and vectors stay
             // valid and unchanged while the driver owns the request. Fields
             // are copied out, no reference to the bio is made.
-            let (mut iter, vecs, next) = unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
+            let (mut iter, vecs, next) =
+                unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
             while iter.bi_size > 0 {
                 // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid
                 // `bio_vec` of this bio's vector (the invariant
@@ -415,7 +459,8 @@ impl<'a> RequestView<'a> {
                 // pages after it are within the bvec (`offset < bv_offset +
                 // bv_len`), physically contiguous with it: `nth_page()` only
                 // computes, it dereferences nothing.
-                let page = unsafe { c_helpers::khb_nth_page(bv.bv_page, (offset / page_size) as c_ulong) };
+                let page =
+                    unsafe { c_helpers::khb_nth_page(bv.bv_page, (offset / page_size) as c_ulong) };
                 // SAFETY: `page` is a valid page of the request's buffer.
                 let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
                 // SAFETY: `in_page < PAGE_SIZE`: the result stays within the
