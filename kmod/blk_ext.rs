@@ -351,7 +351,8 @@ pub(crate) enum Op {
 /// For `'a`, `rq` points to a valid `struct request` that the driver owns:
 /// dispatched to `queue_rq` and not yet ended. It comes from a
 /// `&'a Request<T>`, which exists only while an `ARef<Request<T>>` does
-/// (6.12 gives the driver one in `queue_rq`); the request is ended either by
+/// (6.12 gives the driver one in `queue_rq` and `complete`); the request is
+/// ended either by
 /// `Request::end_ok`, which consumes that `ARef`, or by the block layer
 /// after `queue_rq` returned an error, when the `ARef` has been dropped.
 /// While the driver owns it, the block layer does not change `cmd_flags`,
@@ -400,14 +401,18 @@ impl<'a> RequestView<'a> {
         unsafe { core::ptr::addr_of!((*self.rq).__data_len).read() }
     }
 
-    /// Call `f` on each data segment in order, split so that none crosses a
-    /// page (like `rq_for_each_segment()`). Returns the number of bytes
-    /// visited; stops at the first error from `f`, and fails with EIO on a
-    /// vector that breaks the block layer's own rules.
+    /// Call `f` on each data segment of a read request in order, split so
+    /// that none crosses a page (like `rq_for_each_segment()`). Returns the
+    /// number of bytes visited; stops at the first error from `f`. Fails with
+    /// EIO for any other op (their buffers are data to write out, not to be
+    /// overwritten) and on a vector that breaks the block layer's own rules.
     pub(crate) fn for_each_segment(
         &self,
         mut f: impl FnMut(&Segment<'_>) -> Result,
     ) -> Result<u64> {
+        if self.op() != Op::Read {
+            return Err(EIO);
+        }
         let page_size = PAGE_SIZE as u32;
         let mut total = 0u64;
         // SAFETY: As in `op()`, for `bio` (the request's bio chain is fixed
@@ -467,8 +472,8 @@ impl<'a> RequestView<'a> {
                 // mapped page.
                 let ptr = unsafe { addr.add(in_page as usize) };
                 // INVARIANT: `[ptr, ptr + len)` is within the page just mapped
-                // (`len <= PAGE_SIZE - in_page`), which is part of the
-                // request's data buffer, writable for a read; it stays mapped
+                // (`len <= PAGE_SIZE - in_page`), which is part of the data
+                // buffer of a read request (checked above); it stays mapped
                 // until `kunmap_local` below, after the segment is gone.
                 let seg = Segment {
                     ptr,
