@@ -20,6 +20,8 @@ mount_kheaders() {
 }
 
 image_bytes() { stat -c %s "$KHB_IMAGE"; }
+# The device's logical block size is the page size.
+page_bytes() { getconf PAGESIZE; }
 
 test_modinfo_and_load_message() {
     local info
@@ -55,7 +57,9 @@ test_device_bytes_equal_image_file() {
     local size dev_size
     size=$(image_bytes)
     dev_size=$(blockdev --getsize64 /dev/kheaders0)
-    expect_eq "$dev_size" "$(( (size + 4095) / 4096 * 4096 ))" "device size (image rounded up to 4 KiB)"
+    local bs
+    bs=$(page_bytes)
+    expect_eq "$dev_size" "$(( (size + bs - 1) / bs * bs ))" "device size (image rounded up to a page, $bs bytes)"
     cmp -n "$size" /dev/kheaders0 "$KHB_IMAGE" || fail "buffered read differs from the image"
     dd if=/dev/kheaders0 bs=1M iflag=direct status=none | head -c "$size" | cmp - "$KHB_IMAGE" ||
         fail "O_DIRECT read differs from the image"
@@ -63,12 +67,63 @@ test_device_bytes_equal_image_file() {
     unload_kheaders_blk
 }
 
+# Queue settings (issue 9): no I/O scheduler, page-sized blocks, and requests
+# large enough for the largest squashfs block (1 MiB) at any alignment.
+test_queue_settings() {
+    load_kheaders_blk
+    local q=/sys/block/kheaders0/queue bs
+    bs=$(page_bytes)
+    grep -q '\[none\]' "$q/scheduler" || fail "scheduler: $(cat "$q/scheduler"), expected [none]"
+    expect_eq "$(cat "$q/logical_block_size")" "$bs" "logical_block_size (getconf PAGESIZE)"
+    expect_eq "$(cat "$q/physical_block_size")" "$bs" "physical_block_size"
+    expect_eq "$(blockdev --getss /dev/kheaders0)" "$bs" "BLKSSZGET"
+    expect_eq "$(cat "$q/max_hw_sectors_kb")" "$(( (1048576 + bs) / 1024 ))" "max_hw_sectors_kb (1 MiB + one page)"
+    expect_eq "$(cat "$q/max_sectors_kb")" "$(( (1048576 + bs) / 1024 ))" "max_sectors_kb"
+    expect_eq "$(cat "$q/max_segments")" 65535 "max_segments"
+    expect_eq "$(cat "$q/max_segment_size")" 4294967295 "max_segment_size"
+    expect_eq "$(cat "$q/rotational")" 0 "rotational"
+    # A user may still pick a scheduler, and reads keep working with it.
+    echo mq-deadline >"$q/scheduler"
+    grep -q '\[mq-deadline\]' "$q/scheduler" || fail "could not select mq-deadline: $(cat "$q/scheduler")"
+    cmp -n "$(image_bytes)" /dev/kheaders0 "$KHB_IMAGE" || fail "read with mq-deadline differs from the image"
+    echo none >"$q/scheduler"
+    unload_kheaders_blk
+}
+
+# Read I/Os (requests) the device completed: field 1 of its stat file.
+read_ios() { awk '{print $1}' /sys/block/kheaders0/stat; }
+
+test_largest_squashfs_read_is_one_request() {
+    load_kheaders_blk
+    local bs before
+    bs=$(page_bytes)
+    # What squashfs_bio_read() sends for a 1 MiB block that starts inside a
+    # page: 1 MiB + one page, from a page-aligned offset, in one bio of
+    # single pages. O_DIRECT gives a bio (or two, plugged and merged) of the
+    # same shape.
+    before=$(read_ios)
+    python3 -c '
+import mmap, os, sys
+bs, size = int(sys.argv[1]), int(sys.argv[2])
+n = (1 << 20) + bs
+fd = os.open("/dev/kheaders0", os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, n)
+assert os.preadv(fd, [buf], bs) == n
+with open(sys.argv[3], "rb") as f:
+    f.seek(bs)
+    want = f.read(n)
+assert buf[:len(want)] == want and not buf[len(want):].strip(b"\0")
+' "$bs" "$(image_bytes)" "$KHB_IMAGE"
+    expect_eq "$(( $(read_ios) - before ))" 1 "requests for one O_DIRECT read of 1 MiB + one page"
+    unload_kheaders_blk
+}
+
 test_writes_fail_and_change_nothing() {
     load_kheaders_blk
     local before
     before=$(dd if=/dev/kheaders0 bs=1M iflag=direct status=none | sha256sum)
-    expect_fails "buffered write" dd if=/dev/zero of=/dev/kheaders0 bs=4096 count=1 conv=notrunc status=none
-    expect_fails "O_DIRECT write" dd if=/dev/zero of=/dev/kheaders0 bs=4096 count=1 oflag=direct conv=notrunc status=none
+    expect_fails "buffered write" dd if=/dev/zero of=/dev/kheaders0 bs="$(page_bytes)" count=1 conv=notrunc status=none
+    expect_fails "O_DIRECT write" dd if=/dev/zero of=/dev/kheaders0 bs="$(page_bytes)" count=1 oflag=direct conv=notrunc status=none
     expect_fails "pwrite at 1 MiB" python3 -c '
 import os
 fd = os.open("/dev/kheaders0", os.O_RDWR)
@@ -163,18 +218,20 @@ test_concurrent_readers_get_identical_bytes() {
 
 test_odd_requests_end_in_errors_not_crashes() {
     load_kheaders_blk
-    local blocks=$(( $(blockdev --getsize64 /dev/kheaders0) / 4096 ))
-    expect_eq "$(dd if=/dev/kheaders0 bs=4096 skip="$blocks" count=1 status=none | wc -c)" 0 "read past the end"
-    expect_eq "$(dd if=/dev/kheaders0 bs=4096 skip=$((blocks - 1)) count=2 status=none | wc -c)" 4096 "read across the end"
-    expect_fails "O_DIRECT read at an unaligned offset" python3 -c '
+    local bs blocks
+    bs=$(page_bytes)
+    blocks=$(( $(blockdev --getsize64 /dev/kheaders0) / bs ))
+    expect_eq "$(dd if=/dev/kheaders0 bs="$bs" skip="$blocks" count=1 status=none | wc -c)" 0 "read past the end"
+    expect_eq "$(dd if=/dev/kheaders0 bs="$bs" skip=$((blocks - 1)) count=2 status=none | wc -c)" "$bs" "read across the end"
+    expect_fails "O_DIRECT read at an offset that is not block-aligned" python3 -c '
 import mmap, os
 fd = os.open("/dev/kheaders0", os.O_RDONLY | os.O_DIRECT)
-buf = mmap.mmap(-1, 8192)
+buf = mmap.mmap(-1, 2 * mmap.PAGESIZE)
 os.preadv(fd, [buf], 512)'
     expect_fails "O_DIRECT read smaller than a logical block" python3 -c '
 import mmap, os
 fd = os.open("/dev/kheaders0", os.O_RDONLY | os.O_DIRECT)
-buf = mmap.mmap(-1, 4096)
+buf = mmap.mmap(-1, mmap.PAGESIZE)
 os.preadv(fd, [memoryview(buf)[:512]], 0)'
     expect_fails "ioctl the device does not know" python3 -c '
 import fcntl, os

@@ -17,13 +17,14 @@ mod image;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::block::mq::{self, Operations, TagSet};
+use kernel::block::mq::{self, Operations};
 use kernel::c_str;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::ARef;
 
-use blk_ext::{DiskOps, Op, ReadOnlyDisk, RequestView};
+use blk_ext::{DiskLimits, DiskOps, Op, ReadOnlyDisk, RequestView};
 use image::{ImageError, IMAGE};
 
 module! {
@@ -35,12 +36,46 @@ module! {
 }
 
 const DISK_NAME: &CStr = c_str!("kheaders0");
-/// Page-sized: the image is padded to it, and squashfs reads whole pages.
-const LOGICAL_BLOCK_SIZE: u32 = 4096;
 const SECTOR_SIZE: u64 = 512;
 
+/// Logical (and physical) block size: one page. Squashfs keeps the partly
+/// read pages at either end of a compressed block in a page cache of its own
+/// (`cache_mapping`), so that reading the neighbouring block does not fetch
+/// them again, only when its device block size, the larger of 1 KiB and the
+/// logical block size (`sb_min_blocksize()`), equals `PAGE_SIZE`
+/// (`squashfs_fill_super()`, fs/squashfs/super.c). A page is also the
+/// largest logical block size the block layer accepts
+/// (`blk_validate_block_size()`). So 4 KiB on x86, 16 or 64 KiB on arm64
+/// kernels with those pages.
+const LOGICAL_BLOCK_SIZE: u32 = PAGE_SIZE as u32;
+
+/// The largest squashfs block size (`SQUASHFS_FILE_MAX_SIZE`). A block is
+/// stored compressed only if that makes it shorter, so no block on disk is
+/// longer.
+const SQUASHFS_MAX_BLOCK: u32 = 1 << 20;
+
+/// Queue limits: a compressed block is read as one request. Squashfs reads a
+/// block with one bio of the device blocks it touches (`squashfs_bio_read()`,
+/// fs/squashfs/block.c): at most the block plus one device block (a page) of
+/// misalignment, in single-page segments. The block layer's defaults for a
+/// zeroed `queue_limits` (255 sectors, 128 segments of at most 64 KiB) would
+/// split a 1 MiB block into nine requests on 4 KiB pages (17 on 64 KiB
+/// pages, where 255 sectors round down to one 64 KiB block). A memory copy
+/// has no segment limits of its own.
+fn disk_limits() -> DiskLimits {
+    DiskLimits {
+        block_size: LOGICAL_BLOCK_SIZE,
+        max_hw_sectors: (SQUASHFS_MAX_BLOCK + LOGICAL_BLOCK_SIZE) / SECTOR_SIZE as u32,
+        max_segments: u16::MAX,
+        max_segment_size: u32::MAX,
+    }
+}
+
 /// Device size: the image rounded up to the logical block size; the tail
-/// reads as zeros.
+/// reads as zeros. (The host tool pads images to a multiple of 64 KiB,
+/// `IMAGE_ALIGN` in host-tool/src/format.rs, so on 4, 16 and 64 KiB pages
+/// the device shows exactly the image file; rounding up here keeps any other
+/// image readable to its last byte.)
 fn capacity_bytes() -> u64 {
     (IMAGE.len() as u64).next_multiple_of(u64::from(LOGICAL_BLOCK_SIZE))
 }
@@ -70,11 +105,15 @@ impl kernel::Module for KheadersBlk {
                 );
             }
         }
-        let tagset = Arc::pin_init(TagSet::new(1, 64, 1), GFP_KERNEL)?;
+        // One hardware queue, 64 tags, no I/O scheduler by default.
+        let tagset = Arc::pin_init(
+            blk_ext::tag_set_without_default_scheduler(1, 64, 1),
+            GFP_KERNEL,
+        )?;
         let disk = ReadOnlyDisk::add(
             DISK_NAME,
             capacity_bytes() / SECTOR_SIZE,
-            LOGICAL_BLOCK_SIZE,
+            &disk_limits(),
             tagset,
             &DISK_OPS,
         )?;
@@ -177,7 +216,7 @@ fn serve(rq: &RequestView<'_>) -> Result {
     // `start` < capacity, which fits in usize (the image is in memory).
     let mut pos = start as usize;
     let copied = rq.for_each_segment(|seg| {
-        // Past the end of the image (the round-up to 4 KiB) reads zeros.
+        // Past the end of the image (the round-up to a block) reads zeros.
         seg.fill_from(IMAGE.get(pos..).unwrap_or(&[]));
         pos += seg.len();
         Ok(())
