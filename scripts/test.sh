@@ -95,7 +95,7 @@ echo 'int y;' >"$edge/include/sp ace & ü.h"
 echo 'int z;' >"$edge/include/a/b/c/d/e/f/g/h/deep.h"
 ln -s linux/types.h "$edge/include/link.h"
 ln -s ../nowhere/x.h "$edge/include/dangling.h"
-for i in $(seq -w 1 3000); do echo "int v$i;" >"$edge/include/many/header-with-a-longish-name-$i.h"; done
+for i in $(seq -w 1 1600); do echo "int v$i;" >"$edge/include/many/header-with-a-longish-name-$i.h"; done
 echo 'struct pt_regs;' >"$edge/arch/x86/include/asm/ptrace.h"
 for v in "includes 4K" "includes 1M" "directory 128K"; do
     read -r layout bs <<<"$v"
@@ -152,8 +152,8 @@ for k in "${kernels[@]}"; do
     vmlog="$(mktemp)"
     "$REPO_ROOT/scripts/vm-run.sh" --kernel "$KTREE/arch/x86/boot/bzImage" --timeout 1500 --log "$d/vm-console.log" -- \
         "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$d/main/kmod/kheaders_blk.ko' \
-                KHB_IMAGE='$d/main/kmod/kheaders.img' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL'; \
-         '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]} ${paths[*]}" | tee "$vmlog"
+                KHB_IMAGE='$d/main/kmod/kheaders.img' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
+         '$REPO_ROOT/tests/vm/run-suite.sh' $(printf '%q ' "${vm_filter[@]}") ${paths[*]}" | tee "$vmlog"
     vm_rc=${PIPESTATUS[0]}
     line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
     if [[ -z "$line" ]]; then
