@@ -3,10 +3,10 @@
 #
 #   guest.sh OUT_DIR KHEADERS_KO REPS NAME=KHEADERS_BLK_KO...
 #
-# Every timed run starts from nothing loaded and dropped caches, and covers
-# what a user would do: load the module, then mount (device) or extract to
-# tmpfs (tarball), then read. Appends "metric variant rep value" lines to
-# OUT_DIR/results.tsv.
+# Every run starts from nothing loaded and dropped caches and times each
+# stage a user waits for: load the module, make the headers readable (mount,
+# or extract the tarball to tmpfs), read. Appends "metric variant rep value"
+# lines to OUT_DIR/results.tsv (metrics <workload>:load|ready|read).
 set -euo pipefail
 out="$1" kheaders_ko="$2" reps="$3"
 shift 3
@@ -22,14 +22,12 @@ now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 secs() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1e6}'; }
 meminfo() { awk -v k="$1:" '$1 == k {print $2 * 1024}' /proc/meminfo; }
 
-# --- the two approaches: set up, read, tear down -------------------------
-device_up() {   # $1: kheaders_blk.ko
-    insmod "$1"
-    mount -t squashfs -o ro /dev/kheaders0 "$mnt"
-}
+# --- the two approaches: load, make ready, tear down ---------------------
+device_load() { insmod "$1"; }
+device_ready() { mount -t squashfs -o ro /dev/kheaders0 "$mnt"; }
 device_down() { umount "$mnt"; rmmod kheaders_blk; }
-tarball_up() {
-    insmod "$kheaders_ko"
+tarball_load() { insmod "$kheaders_ko"; }
+tarball_ready() {
     mount -t tmpfs -o size=1G tmpfs "$mnt"
     tar -xJf /sys/kernel/kheaders.tar.xz -C "$mnt"
 }
@@ -39,28 +37,34 @@ read_first_header() { cat "$mnt/include/linux/sched.h" >/dev/null; }
 read_compile_set() { (cd "$mnt" && xargs -d '\n' cat <"$set_file" >/dev/null); }
 read_everything() { (cd "$mnt" && find . -type f -print0 | xargs -0 cat >/dev/null); }
 
-# timed NAME VARIANT UP_FN UP_ARG READ_FN DOWN_FN
+# timed WORKLOAD VARIANT APPROACH ARG READ_FN
 timed() {
-    local metric="$1" variant="$2" up="$3" arg="$4" read="$5" down="$6" r t0 t1
+    local workload="$1" variant="$2" how="$3" arg="$4" read="$5" r t0 t1 t2 t3
     for r in $(seq 1 "$reps"); do
         drop_caches
         t0=$(now_us)
-        "$up" $arg
-        "$read"
+        "${how}_load" $arg
         t1=$(now_us)
-        record "$metric" "$variant" "$r" "$(secs $((t1 - t0)))"
-        "$down"
+        "${how}_ready"
+        t2=$(now_us)
+        "$read"
+        t3=$(now_us)
+        record "$workload:load" "$variant" "$r" "$(secs $((t1 - t0)))"
+        record "$workload:ready" "$variant" "$r" "$(secs $((t2 - t1)))"
+        record "$workload:read" "$variant" "$r" "$(secs $((t3 - t2)))"
+        "${how}_down"
     done
 }
 
-# memory VARIANT UP_FN UP_ARG MODULE_NAME DOWN_FN: deltas against nothing
-# loaded, after a full read and after dropping caches again.
+# memory VARIANT APPROACH ARG MODULE_NAME: deltas against nothing loaded,
+# after a full read and after dropping caches again.
 memory() {
-    local variant="$1" up="$2" arg="$3" mod="$4" down="$5"
+    local variant="$1" how="$2" arg="$3" mod="$4"
     drop_caches
     local avail0 cached0 shmem0 slab0
     avail0=$(meminfo MemAvailable) cached0=$(meminfo Cached) shmem0=$(meminfo Shmem) slab0=$(meminfo SUnreclaim)
-    "$up" $arg
+    "${how}_load" $arg
+    "${how}_ready"
     read_everything
     record mem_available_used "$variant" 1 $((avail0 - $(meminfo MemAvailable)))
     record mem_cached "$variant" 1 $(($(meminfo Cached) - cached0))
@@ -70,24 +74,24 @@ memory() {
     drop_caches
     record mem_available_used_dropped "$variant" 1 $((avail0 - $(meminfo MemAvailable)))
     record mem_cached_dropped "$variant" 1 $(($(meminfo Cached) - cached0))
-    "$down"
+    "${how}_down"
 }
 
 echo "bench: $(nproc) CPUs, $(( $(meminfo MemTotal) / 1048576 )) MiB, $(wc -l <"$set_file") headers in the compile set"
 record vm_cpus all 1 "$(nproc)"
 
 echo "bench: tarball (kheaders.ko + tar -xJf to tmpfs)"
-timed first_header tar.xz tarball_up "" read_first_header tarball_down
-timed compile_set tar.xz tarball_up "" read_compile_set tarball_down
-timed full_read tar.xz tarball_up "" read_everything tarball_down
-memory tar.xz tarball_up "" kheaders tarball_down
+timed first_header tar.xz tarball "" read_first_header
+timed compile_set tar.xz tarball "" read_compile_set
+timed full_read tar.xz tarball "" read_everything
+memory tar.xz tarball "" kheaders
 
 for v in "$@"; do
     name="${v%%=*}" ko="${v#*=}"
-    echo "bench: device, $name blocks"
-    timed first_header "$name" device_up "$ko" read_first_header device_down
-    timed compile_set "$name" device_up "$ko" read_compile_set device_down
-    timed full_read "$name" device_up "$ko" read_everything device_down
-    memory "$name" device_up "$ko" kheaders_blk device_down
+    echo "bench: device, $name"
+    timed first_header "$name" device "$ko" read_first_header
+    timed compile_set "$name" device "$ko" read_compile_set
+    timed full_read "$name" device "$ko" read_everything
+    memory "$name" device "$ko" kheaders_blk
 done
 echo "bench: done"

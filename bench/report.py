@@ -4,7 +4,6 @@ and a plot; optionally write them into docs/benchmarks.{md,json,png}."""
 
 import argparse
 import json
-import re
 import shutil
 import statistics
 import sys
@@ -33,12 +32,7 @@ def summary(values):
     }
 
 
-def bs_key(v):
-    m = re.fullmatch(r"(\d+)([KM])", v)
-    return int(m.group(1)) * (1024 if m.group(2) == "K" else MIB) if m else 0
-
-
-def tables(d, block_sizes):
+def tables(d, variants):
     med = lambda m, v: statistics.median(d[m][v])
     spread = lambda m, v: f"{med(m, v):.2f} ({min(d[m][v]):.2f}–{max(d[m][v]):.2f})"
     out = []
@@ -46,46 +40,51 @@ def tables(d, block_sizes):
     unc = med("uncompressed_bytes", "all")
     files = int(med("file_count", "all"))
     out.append(f"Headers: {files} files, {unc / MIB:.1f} MiB uncompressed (comments stripped). "
-               f"Compile-like set: {int(med('compile_set_files', 'all'))} headers. "
-               f"VM: {int(med('vm_cpus', 'all'))} CPUs under QEMU TCG.\n")
+               f"Compile set: {int(med('compile_set_files', 'all'))} headers (`bench/programs/trace.c`). "
+               f"VM: {int(med('vm_cpus', 'all'))} CPUs under QEMU TCG. A variant is layout-block size.\n")
 
     out.append("### Size\n")
-    out.append("| | upstream tar.xz | " + " | ".join(f"image {b}" for b in block_sizes) + " |")
-    out.append("|---|---:|" + "---:|" * len(block_sizes))
-    out.append(f"| bytes | {tar:,.0f} | " + " | ".join(f"{med('size_image', b):,.0f}" for b in block_sizes) + " |")
-    out.append("| vs tar.xz | 1.00 | " + " | ".join(f"{med('size_image', b) / tar:.3f}" for b in block_sizes) + " |")
-    out.append("| mksquashfs -comp xz, same block size | | " + " | ".join(f"{med('size_mksquashfs', b):,.0f}" for b in block_sizes) + " |")
+    out.append("| | upstream tar.xz | " + " | ".join(f"`{v}`" for v in variants) + " |")
+    out.append("|---|---:|" + "---:|" * len(variants))
+    out.append(f"| image bytes | {tar:,.0f} | " + " | ".join(f"{med('size_image', v):,.0f}" for v in variants) + " |")
+    out.append("| vs tar.xz | 1.00 | " + " | ".join(f"{med('size_image', v) / tar:.3f}" for v in variants) + " |")
+    out.append("| mksquashfs -comp xz, same block size | | " +
+               " | ".join(f"{med('size_mksquashfs', v):,.0f}" for v in variants) + " |")
     ko = med("size_ko_upstream", "tar.xz")
-    out.append(f"| .ko file | {ko:,.0f} (kheaders.ko) | " + " | ".join(f"{med('size_ko', b):,.0f}" for b in block_sizes) + " |")
+    out.append(f"| .ko file | {ko:,.0f} (kheaders.ko) | " + " | ".join(f"{med('size_ko', v):,.0f}" for v in variants) + " |")
     out.append("")
 
     out.append("### Pack time on the host (seconds, median (min–max))\n")
-    out.append("| block size | kheaders-image pack | mksquashfs -comp xz | ours / mksquashfs |")
+    out.append("| variant | kheaders-image pack | mksquashfs -comp xz, same block size | ours / mksquashfs |")
     out.append("|---|---:|---:|---:|")
-    for b in block_sizes:
-        out.append(f"| {b} | {spread('pack_ours', b)} | {spread('pack_mksquashfs', b)} | "
-                   f"{med('pack_ours', b) / med('pack_mksquashfs', b):.2f} |")
+    for v in variants:
+        out.append(f"| `{v}` | {spread('pack_ours', v)} | {spread('pack_mksquashfs', v)} | "
+                   f"{med('pack_ours', v) / med('pack_mksquashfs', v):.2f} |")
     out.append(f"\nUpstream `gen_kheaders.sh` (copy, perl strip, tar.xz): {spread('pack_gen_kheaders', 'tar.xz')} s; "
-               f"kheaders-image at 128K is {med('pack_gen_kheaders', 'tar.xz') / med('pack_ours', '128K'):.1f}x faster."
-               if "128K" in block_sizes else "")
+               f"kheaders-image (`{variants[0]}`) is {med('pack_gen_kheaders', 'tar.xz') / med('pack_ours', variants[0]):.1f}x faster.")
     out.append("")
 
-    out.append("### Time in the VM, cold caches (seconds, median (min–max))\n")
-    out.append("Tarball: `insmod kheaders.ko` + `tar -xJf` to tmpfs + read. Device: `insmod kheaders_blk.ko` + "
-               "`mount` + read.\n")
-    out.append("| workload | tarball | " + " | ".join(f"device {b}" for b in block_sizes) + " | tarball / device 128K |")
-    out.append("|---|---:|" + "---:|" * len(block_sizes) + "---:|")
-    names = {"first_header": "first header (`include/linux/sched.h`)", "compile_set": "compile-like set",
+    out.append("### Time in the VM (QEMU TCG), cold caches (seconds, median (min–max))\n")
+    out.append("Each run: load the module (`insmod kheaders.ko` / `kheaders_blk.ko`), make the headers readable "
+               "(`tar -xJf` to tmpfs / `mount`), read. Under TCG these show where the time goes, "
+               "not hardware ratios.\n")
+    out.append("| workload | stage | tarball | " + " | ".join(f"`{v}`" for v in variants) + " |")
+    out.append("|---|---|---:|" + "---:|" * len(variants))
+    names = {"first_header": "first header (`include/linux/sched.h`)", "compile_set": "compile set",
              "full_read": "every file"}
+    stages = {"load": "module load", "ready": "extract / mount", "read": "read"}
     for m, label in names.items():
-        ratio = med(m, "tar.xz") / med(m, "128K") if "128K" in block_sizes else float("nan")
-        out.append(f"| {label} | {spread(m, 'tar.xz')} | " + " | ".join(spread(m, b) for b in block_sizes)
-                   + f" | {ratio:.1f}x |")
+        for st, st_label in stages.items():
+            out.append(f"| {label} | {st_label} | {spread(m + ':' + st, 'tar.xz')} | " +
+                       " | ".join(spread(m + ':' + st, v) for v in variants) + " |")
+        tot = lambda v: sum(med(f"{m}:{st}", v) for st in stages)
+        out.append(f"| {label} | **total** | **{tot('tar.xz'):.2f}** | " +
+                   " | ".join(f"**{tot(v):.2f}**" for v in variants) + " |")
     out.append("")
 
     out.append("### Kernel memory after the full read (MiB)\n")
-    out.append("| | tarball | " + " | ".join(f"device {b}" for b in block_sizes) + " |")
-    out.append("|---|---:|" + "---:|" * len(block_sizes))
+    out.append("| | tarball | " + " | ".join(f"`{v}`" for v in variants) + " |")
+    out.append("|---|---:|" + "---:|" * len(variants))
     rows = [("MemAvailable used, after the read", "mem_available_used"),
             ("of which page cache (Cached)", "mem_cached"),
             ("of which tmpfs (Shmem)", "mem_shmem"),
@@ -95,7 +94,7 @@ def tables(d, block_sizes):
             ("Cached, after drop_caches", "mem_cached_dropped")]
     for label, m in rows:
         out.append(f"| {label} | {med(m, 'tar.xz') / MIB:.1f} | " +
-                   " | ".join(f"{med(m, b) / MIB:.1f}" for b in block_sizes) + " |")
+                   " | ".join(f"{med(m, v) / MIB:.1f}" for v in variants) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -156,65 +155,53 @@ def replace_between(md, begin, end, text):
     md.write_text(f"{head}{begin}\n{text}{end}{tail}")
 
 
-def plot(d, block_sizes, path):
+def plot(d, variants, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = ["tar.xz"] + block_sizes
-    labels = ["tarball"] + [f"dev {b}" for b in block_sizes]
-    colors = ["#c44e52"] + ["#4c72b0", "#55a868", "#8172b2", "#64b5cd", "#ccb974"][: len(block_sizes)]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    med = lambda m, v: statistics.median(d[m][v])
+    names = ["tar.xz"] + variants
+    labels = ["tarball"] + variants
+    colors = ["#c44e52"] + ["#4c72b0", "#55a868", "#8172b2", "#64b5cd", "#ccb974"][: len(variants)]
+    stage_hatch = {"load": "//", "ready": "..", "read": ""}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
 
-    ax = axes[0][0]
-    workloads = [("first_header", "first header"), ("compile_set", "compile-like set"), ("full_read", "every file")]
-    width = 0.8 / len(variants)
-    for i, (v, lab, c) in enumerate(zip(variants, labels, colors)):
-        meds = [statistics.median(d[m][v]) for m, _ in workloads]
-        lo = [meds[k] - min(d[m][v]) for k, (m, _) in enumerate(workloads)]
-        hi = [max(d[m][v]) - meds[k] for k, (m, _) in enumerate(workloads)]
-        ax.bar([k + i * width for k in range(len(workloads))], meds, width, yerr=[lo, hi], label=lab, color=c, capsize=2)
-    ax.set_xticks([k + width * (len(variants) - 1) / 2 for k in range(len(workloads))])
+    ax = axes[0]
+    workloads = [("first_header", "first header"), ("compile_set", "compile set"), ("full_read", "every file")]
+    width = 0.8 / len(names)
+    for i, (v, lab, c) in enumerate(zip(names, labels, colors)):
+        xs = [k + i * width for k in range(len(workloads))]
+        bottom = [0.0] * len(workloads)
+        for st, hatch in stage_hatch.items():
+            vals = [med(f"{m}:{st}", v) for m, _ in workloads]
+            ax.bar(xs, vals, width, bottom=bottom, color=c, hatch=hatch, edgecolor="white",
+                   label=lab if st == "read" else None)
+            bottom = [b + x for b, x in zip(bottom, vals)]
+    ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(workloads))])
     ax.set_xticklabels([w for _, w in workloads])
-    ax.set_ylabel("seconds (cold, under TCG)")
-    ax.set_title("Time: load + extract/mount + read")
+    ax.set_ylabel("seconds under TCG (// load, .. extract/mount, plain read)")
+    ax.set_title("VM: where the time goes (TCG)")
     ax.legend(fontsize=8)
 
-    ax = axes[0][1]
+    ax = axes[1]
     mems = [("mem_available_used", "after full read"), ("mem_available_used_dropped", "after drop_caches")]
-    for i, (v, lab, c) in enumerate(zip(variants, labels, colors)):
-        ax.bar([k + i * width for k in range(len(mems))], [statistics.median(d[m][v]) / MIB for m, _ in mems],
-               width, label=lab, color=c)
-    ax.set_xticks([k + width * (len(variants) - 1) / 2 for k in range(len(mems))])
+    for i, (v, lab, c) in enumerate(zip(names, labels, colors)):
+        ax.bar([k + i * width for k in range(len(mems))], [med(m, v) / MIB for m, _ in mems], width, label=lab, color=c)
+    ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(mems))])
     ax.set_xticklabels([m for _, m in mems])
     ax.set_ylabel("MiB of MemAvailable used")
     ax.set_title("Kernel memory")
 
-    ax = axes[1][0]
-    sizes = [statistics.median(d["size_tarball"]["tar.xz"]) / MIB] + \
-            [statistics.median(d["size_image"][b]) / MIB for b in block_sizes]
+    ax = axes[2]
+    sizes = [med("size_tarball", "tar.xz") / MIB] + [med("size_image", v) / MIB for v in variants]
     ax.bar(labels, sizes, color=colors)
-    for k, s in enumerate(sizes):
-        ax.text(k, s, f"{s:.2f}", ha="center", va="bottom", fontsize=8)
+    for k, sz in enumerate(sizes):
+        ax.text(k, sz, f"{sz:.2f}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("MiB")
-    ax.set_title("Compressed size: tar.xz vs squashfs image")
+    ax.set_title("Compressed size")
 
-    ax = axes[1][1]
-    ours = [statistics.median(d["pack_ours"][b]) for b in block_sizes]
-    mk = [statistics.median(d["pack_mksquashfs"][b]) for b in block_sizes]
-    x = range(len(block_sizes))
-    ax.bar([k - 0.2 for k in x], ours, 0.4, label="kheaders-image pack (tree → image)", color="#4c72b0")
-    ax.bar([k + 0.2 for k in x], mk, 0.4, label="mksquashfs -comp xz (stripped dir → image)", color="#dd8452")
-    ax.axhline(statistics.median(d["pack_gen_kheaders"]["tar.xz"]), color="#c44e52", ls="--",
-               label="upstream gen_kheaders.sh (tree → tar.xz)")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(block_sizes)
-    ax.set_xlabel("block size")
-    ax.set_ylabel("seconds (host)")
-    ax.set_title("Pack time")
-    ax.legend(fontsize=8)
-
-    fig.suptitle("kheaders_blk (/dev/kheaders0) vs upstream kheaders.ko tarball, same 6.12 build")
+    fig.suptitle("kheaders_blk (/dev/kheaders0) vs upstream kheaders.ko tarball, same 6.12 build (VM tier)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -241,11 +228,11 @@ def main():
             shutil.copy(a.json, docs / "benchmarks-native.json")
             print(f"updated {docs / 'benchmarks.md'} and benchmarks-native.json")
         return
-    block_sizes = sorted((v for v in d["size_image"]), key=bs_key)
-    text = tables(d, block_sizes)
+    variants = list(d["size_image"])
+    text = tables(d, variants)
     print(text)
     Path(a.json).write_text(json.dumps(summaries, indent=1) + "\n")
-    plot(d, block_sizes, a.plot)
+    plot(d, variants, a.plot)
     print(f"results: {a.json}\nplot: {a.plot}")
     if a.update_docs:
         docs = Path(a.update_docs)

@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# Benchmarks: the mounted device (kheaders_blk) against upstream's tarball
-# (kheaders.ko), on the same headers of the same kernel build.
+# VM-tier benchmarks: the module path, which only the test kernel can show
+# (module load, mount, kernel memory), against upstream's tarball
+# (kheaders.ko) on the same headers of the same build. The VM runs under
+# QEMU TCG, so its times show where time goes, not hardware ratios: those
+# come from bench/native.sh (see docs/benchmarks.md).
 #
-#   bench/run.sh [--reps N] [--block-sizes "64K 128K 256K 1M"] [--update-docs]
+#   bench/run.sh [--reps N] [--variants "includes-128K directory-128K"] [--update-docs]
 #
+# A variant is LAYOUT-BLOCKSIZE (kheaders-image pack --layout, -b).
 # Host: image and .ko sizes, pack time (ours vs mksquashfs vs upstream's
-# gen_kheaders.sh). VM (one boot of the test kernel): time to first header,
-# a compile-like read set, a full read, memory. Prints a table; writes
-# results.json and benchmarks.png under $KHB_CACHE/bench/ (and, with
-# --update-docs, the table and plot into docs/).
+# gen_kheaders.sh). VM (one boot of the test kernel): first header, a compile
+# set, every file, each split into module load, mount/extract and read; and
+# memory. Prints tables; writes results.json and benchmarks.png under
+# $KHB_CACHE/bench/ (and, with --update-docs, into docs/).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$REPO_ROOT"
 
-reps=5 block_sizes="64K 128K 256K 1M" update_docs=""
+reps=5 variants="includes-128K directory-128K" update_docs=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --reps) reps="$2"; shift 2 ;;
-        --block-sizes) block_sizes="$2"; shift 2 ;;
+        --variants) variants="$2"; shift 2 ;;
         --update-docs) update_docs=1; shift ;;
-        *) die "bench/run.sh: unknown option $1" ;;
+        -h|--help) sed -n '2,/^source/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "bench/run.sh: unknown option $1 (see --help)" ;;
     esac
 done
 
-out="$KHB_CACHE/bench"
+out="$KHB_CACHE/bench/vm-tier"
 rm -rf "$out" && mkdir -p "$out/host" "$out/vm" "$out/modules"
 
 say "setup, kernel, tool"
@@ -48,51 +53,47 @@ record() { echo "$*" >>"$out/host/results.tsv"; }   # metric variant rep value
 say "host: pack times ($reps runs each, $(nproc) CPUs)"
 stripped="$out/host/stripped"
 mkdir -p "$stripped" && tar -xJf "$UPSTREAM_TAR" -C "$stripped"
-for bs in $block_sizes; do
+for v in $variants; do
+    layout="${v%-*}" bs="${v##*-}"
     for r in $(seq 1 "$reps"); do
-        record pack_ours "$bs" "$r" "$(seconds "$TOOL" pack -q "$KTREE" -b "$bs" -o "$out/host/ours-$bs.img")"
+        record pack_ours "$v" "$r" "$(seconds "$TOOL" pack -q --layout "$layout" -b "$bs" "$KTREE" -o "$out/host/$v.img")"
         rm -f "$out/host/mksquashfs-$bs.img"
-        record pack_mksquashfs "$bs" "$r" "$(seconds mksquashfs "$stripped" "$out/host/mksquashfs-$bs.img" \
+        record pack_mksquashfs "$v" "$r" "$(seconds mksquashfs "$stripped" "$out/host/mksquashfs-$bs.img" \
             -comp xz -b "$bs" -noappend -all-root -quiet -no-progress)"
     done
-    record size_image "$bs" 1 "$(stat -c %s "$out/host/ours-$bs.img")"
-    record size_mksquashfs "$bs" 1 "$(stat -c %s "$out/host/mksquashfs-$bs.img")"
+    record size_image "$v" 1 "$(stat -c %s "$out/host/$v.img")"
+    record size_mksquashfs "$v" 1 "$(stat -c %s "$out/host/mksquashfs-$bs.img")"
 done
-# Upstream's own script, as Kbuild runs it for an O= build into a scratch dir.
+# Upstream's own script, as Kbuild runs it for an O= build, in a scratch copy
+# of the build tree's headers (it writes kernel/kheaders* where it runs).
+src="$(readlink -f "$KTREE/source")"
 for r in $(seq 1 "$(( reps < 3 ? reps : 3 ))"); do
     gk="$out/host/gen_kheaders" && rm -rf "$gk" && mkdir -p "$gk/kernel"
-    record pack_gen_kheaders tar.xz "$r" "$(cd "$gk" && seconds env srctree="$KTREE" building_out_of_srctree=1 \
-        SRCARCH=x86 XZ=xz sh "$KTREE/kernel/gen_kheaders.sh" kernel/kheaders_data.tar.xz 2>/dev/null)"
+    (cd "$KTREE" && find include arch/x86/include -name '*.h' | cpio --quiet -pd "$gk")
+    record pack_gen_kheaders tar.xz "$r" "$(cd "$gk" && seconds env srctree="$src" \
+        building_out_of_srctree=1 SRCARCH=x86 XZ=xz sh "$src/kernel/gen_kheaders.sh" kernel/kheaders_data.tar.xz)"
 done
 record size_tarball tar.xz 1 "$(stat -c %s "$UPSTREAM_TAR")"
 record size_ko_upstream tar.xz 1 "$(stat -c %s "$KTREE/kernel/kheaders.ko")"
 record uncompressed_bytes all 1 "$(find "$stripped" -type f -printf '%s\n' | paste -sd+ | bc)"
 record file_count all 1 "$(find "$stripped" -type f | wc -l)"
 
-say "host: the compile-like read set (gcc -M of a tracing-style program)"
-prog="$out/host/prog.c"
-printf '#include <linux/sched.h>\n#include <linux/blkdev.h>\n#include <linux/skbuff.h>\n' >"$prog"
-H="$stripped"
-gcc -M -nostdinc -D__KERNEL__ -include "$H/include/linux/kconfig.h" \
-    -I"$H/arch/x86/include" -I"$H/arch/x86/include/generated" -I"$H/include" \
-    -I"$H/arch/x86/include/uapi" -I"$H/arch/x86/include/generated/uapi" \
-    -I"$H/include/uapi" -I"$H/include/generated/uapi" "$prog" |
-    tr ' \\' '\n\n' | grep "^$H/" | sed "s|^$H/||" | sort -u >"$out/vm/compile-set.txt"
+say "host: the compile set (gcc -M of bench/programs/trace.c)"
+compile_set "$stripped" x86 bench/programs/trace.c >"$out/vm/compile-set.txt"
 record compile_set_files all 1 "$(wc -l <"$out/vm/compile-set.txt")"
-say "  $(wc -l <"$out/vm/compile-set.txt") headers"
 
-say "modules: kheaders_blk at each block size"
-variants=()
-for bs in $block_sizes; do
-    d="$out/modules/$bs"
-    build_module "$KTREE" "$d" "$out/host/ours-$bs.img"
-    record size_ko "$bs" 1 "$(stat -c %s "$d/kmod/kheaders_blk.ko")"
-    variants+=("$bs=$d/kmod/kheaders_blk.ko")
+say "modules: kheaders_blk around each image"
+mods=()
+for v in $variants; do
+    d="$out/modules/$v"
+    build_module "$KTREE" "$d" "$out/host/$v.img"
+    record size_ko "$v" 1 "$(stat -c %s "$d/kmod/kheaders_blk.ko")"
+    mods+=("$v=$d/kmod/kheaders_blk.ko")
 done
 
-say "VM: one boot, $reps runs of each workload (TCG: expect several minutes)"
+say "VM: one boot, $reps runs of each workload (TCG: several minutes)"
 scripts/vm-run.sh --timeout 3000 --rwdir "$out/vm" -- \
-    "'$REPO_ROOT/bench/guest.sh' '$out/vm' '$KTREE/kernel/kheaders.ko' $reps ${variants[*]}"
+    "'$REPO_ROOT/bench/guest.sh' '$out/vm' '$KTREE/kernel/kheaders.ko' $reps ${mods[*]}"
 cat "$out/vm/results.tsv" >>"$out/host/results.tsv"
 
 say "report"
