@@ -18,6 +18,8 @@ use anyhow::{bail, ensure, Result};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::tree::TreeStats;
+
 pub const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
 pub const COMPRESSOR_XZ: u16 = 4;
 pub const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
@@ -106,6 +108,38 @@ impl Trailer {
         let crc = crc32fast::hash(&self.as_bytes()[..TRAILER_SIZE - 4]);
         self.trailer_crc32 = crc.into();
     }
+}
+
+/// Make an image file of squashfs bytes: zero padding and the trailer, the
+/// length a multiple of [`IMAGE_ALIGN`].
+pub fn seal(mut squashfs: Vec<u8>, block_size: u32, stats: &TreeStats, release: Option<&str>) -> Result<Vec<u8>> {
+    let used = squashfs.len() as u64;
+    let mut rel = [0u8; 64];
+    if let Some(r) = release {
+        ensure!(r.len() < 64, "kernel release {r:?} is longer than 63 bytes");
+        rel[..r.len()].copy_from_slice(r.as_bytes());
+    }
+    let padded = (used + TRAILER_SIZE as u64).div_ceil(IMAGE_ALIGN) * IMAGE_ALIGN;
+    squashfs.resize(padded as usize - TRAILER_SIZE, 0);
+    let mut trailer = Trailer {
+        magic: TRAILER_MAGIC,
+        version: TRAILER_VERSION.into(),
+        trailer_size: (TRAILER_SIZE as u32).into(),
+        squashfs_len: used.into(),
+        squashfs_crc32: crc32fast::hash(&squashfs[..used as usize]).into(),
+        block_size: block_size.into(),
+        file_count: u32::try_from(stats.files)?.into(),
+        dir_count: u32::try_from(stats.dirs)?.into(),
+        symlink_count: u32::try_from(stats.symlinks)?.into(),
+        reserved0: 0.into(),
+        uncompressed_bytes: stats.file_bytes.into(),
+        kernel_release: rel,
+        reserved1: 0.into(),
+        trailer_crc32: 0.into(),
+    };
+    trailer.seal();
+    squashfs.extend_from_slice(trailer.as_bytes());
+    Ok(squashfs)
 }
 
 /// What an image file is made of, parsed and checked.

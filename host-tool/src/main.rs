@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use kheaders_image::format::parse_image;
+use kheaders_image::format::{parse_image, seal, COMPRESSOR_XZ};
 use kheaders_image::inspect::inspect;
 use kheaders_image::layout::LayoutKind;
 use kheaders_image::output::write_atomically;
@@ -68,6 +68,19 @@ enum Command {
         /// No progress or summary.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Add the trailer kheaders_blk checks to a squashfs image made by another
+    /// tool (e.g. `mksquashfs -comp zstd`), so that the module can embed it.
+    Seal {
+        /// A squashfs 4.0 file.
+        input: PathBuf,
+        /// Output image file. Written atomically.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// `UTS_RELEASE` of the headers in it (the module warns when it is
+        /// not its own kernel's).
+        #[arg(long)]
+        release: Option<String>,
     },
     /// Print an image's superblock and statistics; checks it end to end.
     Inspect {
@@ -172,6 +185,25 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     start.elapsed().as_secs_f64()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seal { input, output, release } => {
+            let bytes = read_image(&input)?;
+            let parsed = parse_image(&bytes).with_context(|| format!("{}", input.display()))?;
+            if parsed.trailer.is_some() {
+                bail!("{} already has a kheaders-image trailer", input.display());
+            }
+            let sb = parsed.superblock;
+            let squashfs = parsed.squashfs.to_vec();
+            // backhand reads xz images only: other compressors get no counts.
+            let stats = if sb.compressor.get() == COMPRESSOR_XZ {
+                HeaderTree::from_image_bytes(&squashfs).with_context(|| format!("{}", input.display()))?.stats()
+            } else {
+                eprintln!("kheaders-image: note: not an xz image: file counts recorded as 0");
+                Default::default()
+            };
+            let image = seal(squashfs, sb.block_size.get(), &stats, release.as_deref())?;
+            write_atomically(&output, &image)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { image, json } => {

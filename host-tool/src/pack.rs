@@ -6,9 +6,7 @@
 //! module checks.
 
 use anyhow::{ensure, Result};
-use zerocopy::IntoBytes;
-
-use crate::format::{self, Trailer, IMAGE_ALIGN, TRAILER_SIZE};
+use crate::format;
 use crate::layout::{plan, LayoutKind};
 use crate::progress::Progress;
 use crate::squashfs::{self, DataStats, WriteOptions};
@@ -63,12 +61,9 @@ pub struct Packed {
 }
 
 /// Build the image: squashfs, zero padding, trailer; length a multiple of
-/// [`IMAGE_ALIGN`].
+/// [`format::IMAGE_ALIGN`].
 pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Result<Packed> {
     check_block_size(opts.block_size)?;
-    if let Some(rel) = &opts.kernel_release {
-        ensure!(rel.len() < 64, "kernel release {rel:?} is longer than 63 bytes");
-    }
     progress.update("laying out", 0, 1);
     let placements = plan(tree, opts.layout);
     let xz = Xz::for_block_size(opts.block_size, opts.xz_preset);
@@ -80,34 +75,6 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
     };
     let written = squashfs::write(tree, &placements, &xz, &wopts, progress)?;
     progress.finish();
-    let mut image = written.image;
-    let used = image.len() as u64;
-    let padded = (used + TRAILER_SIZE as u64).div_ceil(IMAGE_ALIGN) * IMAGE_ALIGN;
-    image.resize(padded as usize - TRAILER_SIZE, 0);
-
-    let stats = tree.stats();
-    let mut release = [0u8; 64];
-    if let Some(r) = &opts.kernel_release {
-        release[..r.len()].copy_from_slice(r.as_bytes());
-    }
-    let mut trailer = Trailer {
-        magic: format::TRAILER_MAGIC,
-        version: format::TRAILER_VERSION.into(),
-        trailer_size: (TRAILER_SIZE as u32).into(),
-        squashfs_len: used.into(),
-        squashfs_crc32: crc32fast::hash(&image[..used as usize]).into(),
-        block_size: opts.block_size.into(),
-        file_count: u32::try_from(stats.files)?.into(),
-        dir_count: u32::try_from(stats.dirs)?.into(),
-        symlink_count: u32::try_from(stats.symlinks)?.into(),
-        reserved0: 0.into(),
-        uncompressed_bytes: stats.file_bytes.into(),
-        kernel_release: release,
-        reserved1: 0.into(),
-        trailer_crc32: 0.into(),
-    };
-    trailer.seal();
-    image.extend_from_slice(trailer.as_bytes());
-    debug_assert_eq!(image.len() as u64 % IMAGE_ALIGN, 0);
+    let image = format::seal(written.image, opts.block_size, &tree.stats(), opts.kernel_release.as_deref())?;
     Ok(Packed { image, data: written.stats })
 }

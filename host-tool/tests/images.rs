@@ -193,3 +193,48 @@ fn missing_or_unreadable_inputs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad xz data"), "{}", stderr(&o));
 }
+
+fn mksquashfs(dir: &std::path::Path, out: &std::path::Path, comp: &str) {
+    let st = Command::new("mksquashfs")
+        .arg(dir)
+        .arg(out)
+        .args(["-comp", comp, "-noappend", "-all-root", "-quiet", "-no-progress"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mksquashfs -comp {comp}");
+}
+
+#[test]
+fn seal_adds_the_trailer_to_an_image_made_elsewhere() {
+    let t = tempdir();
+    let img = fake_image(&t);
+    let dir = t.path().join("x");
+    unsquashfs(&img, &dir);
+    let plain = t.path().join("plain.sqfs");
+    mksquashfs(&dir, &plain, "xz");
+    let sealed = t.path().join("sealed.img");
+    let o = run(&["seal", path_str(&plain), "-o", path_str(&sealed), "--release", "6.99.0-x"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = fs::read(&sealed).unwrap();
+    assert_eq!(bytes.len() % 65536, 0);
+    let info = inspect(&bytes).unwrap();
+    let tr = info.trailer.expect("trailer");
+    assert_eq!(tr.kernel_release, "6.99.0-x");
+    assert_eq!((info.files, info.symlinks), (10, 1));
+    let o = run(&["verify", path_str(&sealed), path_str(&dir)]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    // Sealing twice is refused; an output is not written.
+    let again = t.path().join("again.img");
+    let o = run(&["seal", path_str(&sealed), "-o", path_str(&again)]);
+    assert!(!o.status.success() && stderr(&o).contains("already has a kheaders-image trailer"), "{}", stderr(&o));
+    assert!(!again.exists());
+    // Another compressor: sealed, with counts it cannot know.
+    let lz4 = t.path().join("lz4.sqfs");
+    mksquashfs(&dir, &lz4, "lz4");
+    let o = run(&["seal", path_str(&lz4), "-o", path_str(&sealed)]);
+    assert!(o.status.success() && stderr(&o).contains("not an xz image"), "{}", stderr(&o));
+    let lz4_sealed = fs::read(&sealed).unwrap();
+    let p = parse_image(&lz4_sealed).unwrap();
+    p.check_crc().unwrap();
+    assert_eq!(p.superblock.compressor.get(), 5);
+}
