@@ -3,6 +3,8 @@
 #
 #   guest.sh OUT_DIR KHEADERS_KO REPS NAME=KHEADERS_BLK_KO...
 #
+# (KHB_REPO and KHB_KERNEL_TREE in the environment, for the bcc part.)
+#
 # Every run starts from nothing loaded and dropped caches and times each
 # stage a user waits for: load the module, make the headers readable (mount,
 # or extract the tarball to tmpfs), read. Appends "metric variant rep value"
@@ -16,8 +18,9 @@ results="$out/results.tsv"
 mnt=/tmp/bench-mnt
 mkdir -p "$mnt"
 
+# shellcheck source=../tests/vm/lib.sh
+source "$KHB_REPO/tests/vm/lib.sh"   # drop_caches, no_headers_installed
 record() { echo "$*" >>"$results"; }
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 secs() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1e6}'; }
 meminfo() { awk -v k="$1:" '$1 == k {print $2 * 1024}' /proc/meminfo; }
@@ -85,6 +88,36 @@ timed first_header tar.xz tarball "" read_first_header
 timed compile_set tar.xz tarball "" read_compile_set
 timed full_read tar.xz tarball "" read_everything
 memory tar.xz tarball "" kheaders
+
+# bcc, from nothing loaded to the first event of the same kprobe program
+# (tests/vm/bcc-count-reads.py): bcc's own tarball extraction against
+# kheaders-mount. /tmp is a tmpfs (no_headers_installed), as bcc extracts there.
+bcc_first_event() {   # APPROACH: tarball | device
+    local how="$1" r t0 t1 avail0 shmem0 rel
+    rel=$(uname -r)
+    for r in $(seq 1 "$reps"); do
+        no_headers_installed
+        drop_caches
+        avail0=$(meminfo MemAvailable) shmem0=$(meminfo Shmem)
+        t0=$(now_us)
+        [[ $how == device ]] && "$KHB_REPO/userspace/kheaders-mount" >/dev/null
+        "$KHB_REPO/tests/vm/bcc-count-reads.py" --first >/dev/null
+        t1=$(now_us)
+        record bcc_first_event "$how" "$r" "$(secs $((t1 - t0)))"
+        record bcc_left_bytes "$how" "$r" "$(du -sb "/tmp/kheaders-$rel" 2>/dev/null | cut -f1 || echo 0)"
+        record bcc_left_shmem "$how" "$r" $(($(meminfo Shmem) - shmem0))
+        drop_caches
+        record bcc_mem_used_dropped "$how" "$r" $((avail0 - $(meminfo MemAvailable)))
+        if [[ $how == device ]]; then "$KHB_REPO/userspace/kheaders-mount" --undo >/dev/null; fi
+        rm -rf "/tmp/kheaders-$rel"
+    done
+}
+if [[ -n "${KHB_BCC_MODULE:-}" ]]; then
+    KHB_MODULE="$KHB_BCC_MODULE"
+    echo "bench: bcc, time to the first event (tarball, then device)"
+    bcc_first_event tarball
+    bcc_first_event device
+fi
 
 for v in "$@"; do
     name="${v%%=*}" ko="${v#*=}"

@@ -92,8 +92,9 @@ for v in $variants; do
 done
 
 say "VM: one boot, $reps runs of each workload (TCG: several minutes)"
-scripts/vm-run.sh --timeout 3000 --rwdir "$out/vm" -- \
-    "'$REPO_ROOT/bench/guest.sh' '$out/vm' '$KTREE/kernel/kheaders.ko' $reps ${mods[*]}"
+scripts/vm-run.sh --timeout 5400 --rwdir "$out/vm" -- \
+    "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_BCC_MODULE='${mods[0]#*=}'; \
+     '$REPO_ROOT/bench/guest.sh' '$out/vm' '$KTREE/kernel/kheaders.ko' $reps ${mods[*]}"
 cat "$out/vm/results.tsv" >>"$out/host/results.tsv"
 
 say "report"

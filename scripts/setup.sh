@@ -2,7 +2,8 @@
 # Install what building and testing need; safe to run again (each step checks
 # first and says what it does).
 #
-#   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev
+#   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev,
+#                     the real clients (bcc, bpftrace) and dmsetup for the VM tests
 #   rustup            the rust-src component (the kernel builds core/alloc)
 #   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)
 #   PyPI              virtme-ng $VIRTME_NG_VERSION in $KHB_CACHE/venv
@@ -14,6 +15,7 @@ APT_PACKAGES=(
     libelf-dev libssl-dev libclang-dev
     qemu-system-x86 udev python3 python3-venv util-linux
     squashfs-tools xz-utils tar
+    bpfcc-tools python3-bpfcc bpftrace dmsetup systemd
 )
 
 sudo_if_needed() {

@@ -16,7 +16,7 @@ cd "$REPO_ROOT"
 # The plan: kernel variant (scripts/build-kernel.sh) -> VM suites
 # (tests/vm/<suite>.sh). A suite not listed for a kernel does not apply to it.
 PLAN=(
-    "x86: harness module layout"
+    "x86: harness module layout clients"
 )
 
 vm_filter=() only=""
@@ -134,6 +134,11 @@ modules_for() {
     mksquashfs "$d/plain/t" "$d/no-trailer.img" -comp xz -noappend -quiet -no-progress >/dev/null
     v no-trailer "$d/no-trailer.img"
     v other-release "$art/other-release.img"
+    # An image in a compression this kernel's squashfs lacks (lz4).
+    mksquashfs "$d/plain/t" "$d/lz4.sqfs" -comp lz4 -noappend -quiet -no-progress >/dev/null
+    "$TOOL" seal "$d/lz4.sqfs" -o "$d/lz4.img" --release "$(cat "$kt/include/config/kernel.release")" 2>/dev/null ||
+        step_failed "sealing the lz4 image failed"
+    v lz4-image "$d/lz4.img"
     # The same headers in directory order, for the layout tests to compare.
     "$TOOL" pack -q --layout directory "$kt" -o "$d/directory.img" || step_failed "packing $kt failed"
     v directory-layout "$d/directory.img"

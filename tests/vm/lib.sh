@@ -60,3 +60,26 @@ tree_listing() {
 tree_checksums() {
     (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 }
+
+# A system where the module is installed but no headers are: /lib/modules
+# replaced by a tmpfs holding only kheaders_blk.ko (and kheaders.ko, the
+# peer), as `make modules_install` and depmod leave them.
+no_headers_installed() {
+    local REL
+    REL="$(uname -r)"
+    unset BCC_KERNEL_SOURCE BPFTRACE_KERNEL_SOURCE BPFTRACE_KERNEL_BUILD TMPDIR
+    module_loaded kheaders && rmmod kheaders
+    module_loaded kheaders_blk && rmmod kheaders_blk
+    mountpoint -q /lib/modules || mount -t tmpfs -o size=64M tmpfs /lib/modules
+    # /tmp as on a real machine: on the guest's overlay root, bcc's rename of
+    # its extraction directory into place fails (EXDEV).
+    [[ "$(stat -f -c %T /tmp)" == tmpfs ]] || mount -t tmpfs -o mode=1777,size=512M tmpfs /tmp
+    rm -rf "/lib/modules/$REL" /tmp/kheaders-* /run/kheaders /var/lib/kheaders-blk
+    mkdir -p "/lib/modules/$REL/extra" "/lib/modules/$REL/kernel"
+    cp "$KHB_MODULE" "/lib/modules/$REL/extra/"
+    cp "$KHB_KERNEL_TREE/kernel/kheaders.ko" "/lib/modules/$REL/kernel/"
+    touch "/lib/modules/$REL/modules.order" "/lib/modules/$REL/modules.builtin" "/lib/modules/$REL/modules.builtin.modinfo"
+    depmod -a "$REL"
+    mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+    mountpoint -q /sys/kernel/tracing || mount -t tracefs none /sys/kernel/tracing
+}

@@ -152,6 +152,29 @@ m[0:4] = b"XXXX"'
     unload_kheaders_blk
 }
 
+test_writes_of_an_in_kernel_user_fail_and_change_nothing() {
+    # bio_check_ro() only warns: a dm-linear target over the device opens it
+    # for writing and passes WRITE requests down to the driver.
+    load_kheaders_blk
+    local before sectors
+    before=$(dd if=/dev/kheaders0 bs=1M iflag=direct status=none | sha256sum)
+    sectors=$(blockdev --getsz /dev/kheaders0)
+    DM_DISABLE_UDEV=1 dmsetup create khb-linear --table "0 $sectors linear /dev/kheaders0 0"
+    [[ -b /dev/mapper/khb-linear ]] || fail "no /dev/mapper/khb-linear"
+    expect_fails "O_DIRECT write through dm-linear" \
+        dd if=/dev/zero of=/dev/mapper/khb-linear bs=4096 count=1 oflag=direct conv=notrunc status=none
+    expect_fails "buffered write through dm-linear" \
+        sh -c 'dd if=/dev/zero of=/dev/mapper/khb-linear bs=4096 count=1 conv=notrunc,fsync status=none'
+    dmesg | grep -q 'kheaders_blk: /dev/kheaders0 is read-only: failing request op 1 ' ||
+        fail "the driver did not refuse a WRITE: $(dmesg | grep -i kheaders | tail -n 3)"
+    # Reads through it still work.
+    cmp -n 65536 /dev/mapper/khb-linear "$KHB_IMAGE" || fail "read through dm-linear differs"
+    DM_DISABLE_UDEV=1 dmsetup remove khb-linear
+    drop_caches
+    expect_eq "$(dd if=/dev/kheaders0 bs=1M iflag=direct status=none | sha256sum)" "$before" "device bytes after the dm writes"
+    unload_kheaders_blk
+}
+
 test_rmmod_refused_while_mounted_or_open() {
     load_kheaders_blk
     mount_kheaders
