@@ -36,6 +36,16 @@ kmod_sources() {
         -o -name '*.c' -o -name '*.h' -o -name '*.sh' \) ! -name '*.mod.c' | LC_ALL=C sort
 }
 
+# corrupt_image IMAGE OUT: IMAGE with the byte in its middle (squashfs data)
+# inverted, so that its CRC-32 no longer matches.
+corrupt_image() {
+    local at b
+    at=$(( $(stat -c %s "$1") / 2 ))
+    b=$(od -An -tu1 -j "$at" -N1 "$1")
+    cp "$1" "$2"
+    printf "\\$(printf '%03o' $(( b ^ 255 )))" | dd of="$2" bs=1 seek="$at" conv=notrunc status=none
+}
+
 # build_module KERNEL_TREE DIR [IMAGE]: kheaders_blk.ko built from a copy of
 # the module sources in DIR (-> DIR/kmod/kheaders_blk.ko and the image it
 # embeds, DIR/kmod/kheaders.img), leaving the repository's own kmod/ build
