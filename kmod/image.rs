@@ -9,8 +9,9 @@
 
 use crate::crc32::crc32;
 
-/// The image, generated at build time next to this file (see `kmod/Kbuild`).
-pub(crate) static IMAGE: &[u8] = include_bytes!("kheaders.img");
+/// The image, generated at build time. `Kbuild` names the file: it is beside
+/// the objects, which in an `O=` kernel build is not beside this source.
+pub(crate) static IMAGE: &[u8] = include_bytes!(env!("KHEADERS_IMAGE_FILE"));
 
 const TRAILER_MAGIC: &[u8; 8] = b"KHDRSQFS";
 const TRAILER_VERSION: u32 = 1;

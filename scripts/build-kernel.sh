@@ -20,6 +20,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # variant: ARCH fragment... (scripts/kernel/<fragment>.config, in order)
 declare -A VARIANTS=(
     [x86]="x86_64 base x86"
+    [x86-builtin]="x86_64 base x86 builtin"
+)
+# Variants with kheaders_blk in the kernel tree: scripts/integrate-kernel.sh
+# is applied to a private hard-link copy of the shared source, and the
+# driver's sources and that script join the variant's key (only its key).
+# The image is packed during the build by the repository's kheaders-image.
+declare -A IN_TREE=(
+    [x86-builtin]=1
 )
 
 if [[ "${1:-}" == --list ]]; then
@@ -59,6 +67,14 @@ key_input="$(
     bindgen --version
     "${cross}gcc" --version | head -n1
 )"
+if [[ -n "${IN_TREE[$variant]:-}" ]]; then
+    key_input+="$(
+        echo
+        echo "in-tree kheaders_blk"
+        cat "$REPO_ROOT/scripts/integrate-kernel.sh"
+        while IFS= read -r f; do echo "kmod ${f##*/}"; cat "$f"; done < <(kmod_sources)
+    )"
+fi
 key="$(printf '%s' "$key_input" | sha256sum | cut -c1-12)"
 dir="$KHB_CACHE/kernel/$variant-$src_version-$key"
 build="$dir/build"
@@ -93,6 +109,18 @@ if [[ ! -f "$src/.khb-complete" ]]; then
 fi
 
 start=$SECONDS
+make_args=()
+if [[ -n "${IN_TREE[$variant]:-}" ]]; then
+    # Files are added or replaced, never edited in place: the shared source's
+    # inodes stay untouched.
+    say "integrating kheaders_blk into a private copy of the source"
+    rm -rf "$dir/src" && cp -al "$src" "$dir/src"
+    "$REPO_ROOT/scripts/integrate-kernel.sh" "$dir/src" >/dev/null
+    src="$dir/src"
+    (cd "$REPO_ROOT" && cargo build --release --locked --quiet -p kheaders-image) ||
+        die "building kheaders-image failed"
+    make_args+=(KHEADERS_TOOL="$REPO_ROOT/target/release/kheaders-image")
+fi
 # KEY-BEGIN (this block is part of the cache key)
 kmake() {
     make -C "$src" O="$build" -s ARCH="$kernel_arch" ${cross:+CROSS_COMPILE=$cross} \
@@ -136,8 +164,13 @@ if [[ $missing != 0 ]]; then
 fi
 
 say "building $variant kernel and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), ${cross}gcc, $JOBS jobs (first build: several minutes)"
-kmake -j"$JOBS" all
+kmake -j"$JOBS" "${make_args[@]}" all
 [[ -f "$build/$image" ]] || die "$variant kernel build finished without $image"
+grep -q '^CONFIG_KHEADERS_BLK=y' "$build/.config" && ! grep -q ' __kheaders_blk_init$' "$build/System.map" &&
+    die "$variant kernel build finished without kheaders_blk in vmlinux"
+# The recipe's make command for this build, for scripts that run make in it
+# later (scripts/kernel-overlay.sh): the same arguments rebuild nothing.
+{ declare -p src build kernel_arch cross make_args; declare -f kmake; } >"$dir/kmake.sh"
 grep -q '^CONFIG_IKHEADERS=m' "$build/.config" && [[ ! -f "$build/kernel/kheaders.ko" ]] &&
     die "$variant kernel build finished without kernel/kheaders.ko"
 echo "$variant" >"$dir/variant"

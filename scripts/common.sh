@@ -28,6 +28,24 @@ die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
 
+# kmod_sources [DIR]: the driver's source files in DIR (default kmod/), one
+# per line: what build_module and scripts/integrate-kernel.sh copy, and what
+# the built-in kernel's cache key covers.
+kmod_sources() {
+    find "${1:-$REPO_ROOT/kmod}" -maxdepth 1 -type f \( -name Kbuild -o -name Kconfig -o -name '*.rs' \
+        -o -name '*.c' -o -name '*.h' -o -name '*.sh' \) ! -name '*.mod.c' | LC_ALL=C sort
+}
+
+# corrupt_image IMAGE OUT: IMAGE with the byte in its middle (squashfs data)
+# inverted, so that its CRC-32 no longer matches.
+corrupt_image() {
+    local at b
+    at=$(( $(stat -c %s "$1") / 2 ))
+    b=$(od -An -tu1 -j "$at" -N1 "$1")
+    cp "$1" "$2"
+    printf "\\$(printf '%03o' $(( b ^ 255 )))" | dd of="$2" bs=1 seek="$at" conv=notrunc status=none
+}
+
 # build_module KERNEL_TREE DIR [IMAGE]: kheaders_blk.ko built from a copy of
 # the module sources in DIR (-> DIR/kmod/kheaders_blk.ko and the image it
 # embeds, DIR/kmod/kheaders.img), leaving the repository's own kmod/ build
@@ -36,8 +54,7 @@ build_module() {
     local ktree="$1" dir="$2" image="${3:-}"
     rm -rf "$dir/kmod" && mkdir -p "$dir/kmod"
     cp "$REPO_ROOT/Kbuild" "$dir/"
-    find "$REPO_ROOT/kmod" -maxdepth 1 -type f \( -name Kbuild -o -name '*.rs' -o -name '*.c' -o -name '*.h' \) \
-        -exec cp {} "$dir/kmod/" \;
+    kmod_sources | xargs -d '\n' cp -t "$dir/kmod/"
     make -C "$ktree" -s M="$dir" KHEADERS_TOOL="$REPO_ROOT/target/release/kheaders-image" \
         ${image:+KHEADERS_IMAGE="$image"} modules
 }

@@ -15,8 +15,12 @@ cd "$REPO_ROOT"
 
 # The plan: kernel variant (scripts/build-kernel.sh) -> VM suites
 # (tests/vm/<suite>.sh). A suite not listed for a kernel does not apply to it.
+# VARIANT+corrupt-image: that built-in kernel relinked around a corrupted
+# headers image (scripts/corrupt-builtin-kernel.sh).
 PLAN=(
     "x86: harness module layout clients"
+    "x86-builtin: builtin"
+    "x86-builtin+corrupt-image: builtin-corrupt"
 )
 
 vm_filter=() only=""
@@ -127,8 +131,7 @@ modules_for() {
     v() {   # NAME IMAGE: kheaders_blk built around IMAGE, in DIR/NAME
         build_module "$kt" "$d/$1" "$2" || step_failed "module build with $2 failed"
     }
-    cp "$image" "$d/corrupt-data.img"
-    printf '\xff' | dd of="$d/corrupt-data.img" bs=1 seek=$(( $(stat -c %s "$image") / 2 )) conv=notrunc status=none
+    corrupt_image "$image" "$d/corrupt-data.img"
     v corrupt-data "$d/corrupt-data.img"
     rm -rf "$d/plain" && mkdir -p "$d/plain" && unsquashfs -q -d "$d/plain/t" "$image" >/dev/null
     mksquashfs "$d/plain/t" "$d/no-trailer.img" -comp xz -noappend -quiet -no-progress >/dev/null
@@ -147,17 +150,28 @@ modules_for() {
 for k in "${kernels[@]}"; do
     suites=$(printf '%s\n' "${PLAN[@]}" | sed -n "s/^$k: *//p")
     say "kernel $k: build"
-    KTREE="$("$REPO_ROOT/scripts/build-kernel.sh" "$k")" || step_failed "$k kernel build failed"
+    KTREE="$("$REPO_ROOT/scripts/build-kernel.sh" "${k%%+*}")" || step_failed "$k kernel build failed"
     d="$art/$k"
-    say "kernel $k: modules"
-    modules_for "$KTREE" "$d"
+    kernel="$KTREE/arch/x86/boot/bzImage" module="$d/main/kmod/kheaders_blk.ko" image="$d/main/kmod/kheaders.img"
+    if grep -q '^CONFIG_KHEADERS_BLK=y' "$KTREE/.config"; then
+        # Built in: the image is the one the kernel build packed; no modules.
+        module="" image="$KTREE/drivers/block/kheaders_blk/kheaders.img"
+        if [[ "$k" == *+corrupt-image ]]; then
+            kernel="$("$REPO_ROOT/scripts/corrupt-builtin-kernel.sh" "${k%%+*}")" ||
+                step_failed "relinking $k failed"
+        fi
+    else
+        say "kernel $k: modules"
+        modules_for "$KTREE" "$d"
+    fi
     paths=()
     for s in $suites; do paths+=("'$REPO_ROOT/tests/vm/$s.sh'"); done
     say "kernel $k: VM tests ($suites) in one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU"
     vmlog="$(mktemp)"
-    "$REPO_ROOT/scripts/vm-run.sh" --kernel "$KTREE/arch/x86/boot/bzImage" --timeout 1500 --log "$d/vm-console.log" -- \
-        "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$d/main/kmod/kheaders_blk.ko' \
-                KHB_IMAGE='$d/main/kmod/kheaders.img' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
+    mkdir -p "$d"
+    "$REPO_ROOT/scripts/vm-run.sh" --kernel "$kernel" --timeout 1500 --log "$d/vm-console.log" -- \
+        "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$module' \
+                KHB_IMAGE='$image' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
          '$REPO_ROOT/tests/vm/run-suite.sh' $(printf '%q ' "${vm_filter[@]}") ${paths[*]}" | tee "$vmlog"
     vm_rc=${PIPESTATUS[0]}
     line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"

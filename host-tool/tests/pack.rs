@@ -117,14 +117,7 @@ fn build_tree_wins_and_source_link_is_followed() {
     let src = t.path().join("src");
     fake_kernel(&src, false);
     let obj = t.path().join("obj");
-    // What `make O=obj` leaves: generated headers, a `source` link, and
-    // build-tree copies that override the source tree's.
-    write(&obj.join("include/generated/autoconf.h"), "#define CONFIG_Y 1\n");
-    write(&obj.join("include/generated/utsrelease.h"), "#define UTS_RELEASE \"6.99.0-obj\"\n");
-    write(&obj.join("include/linux/sched.h"), "/* build tree */ int from_build;\n");
-    write(&obj.join("arch/x86/include/generated/uapi/asm/unistd_64.h"), "#define __NR_write 1\n");
-    write(&obj.join("Makefile"), "include source/Makefile\n");
-    symlink(&src, obj.join("source")).unwrap();
+    fake_o_build(&src, &obj);
     let img = t.path().join("h.img");
     pack(&obj, &img, &[]);
     let out = t.path().join("x");

@@ -2,8 +2,8 @@
 # The suites get their inputs from the host through these variables:
 #   KHB_REPO          the repository (read-only in the VM)
 #   KHB_KERNEL_TREE   the kernel build tree the VM runs
-#   KHB_MODULE        kheaders_blk.ko to test
-#   KHB_IMAGE         the image embedded in it
+#   KHB_MODULE        kheaders_blk.ko to test (none if the kernel has it built in)
+#   KHB_IMAGE         the image embedded in it (or in the kernel)
 #   KHB_ARTIFACTS     other host-built inputs (sample module, bad modules)
 
 # shellcheck source=../../scripts/kernel-cpp-flags.sh
@@ -39,7 +39,17 @@ drop_caches() {
 
 module_loaded() { grep -q "^$1 " /proc/modules; }
 
+# built_in OPTION: the running kernel has CONFIG_OPTION=y.
+built_in() { grep -qx "CONFIG_$1=y" "$KHB_KERNEL_TREE/.config"; }
+
+# Built in (CONFIG_KHEADERS_BLK=y), /dev/kheaders0 is there from boot and
+# never goes away: loading checks it is there, unloading that it stayed.
 load_kheaders_blk() {
+    if built_in KHEADERS_BLK; then
+        [[ -z "${1:-}" ]] || fail "kheaders_blk is built into this kernel: cannot load $1"
+        [[ -b /dev/kheaders0 ]] || fail "/dev/kheaders0 missing (kheaders_blk is built in)"
+        return 0
+    fi
     insmod "${1:-$KHB_MODULE}"
     # devtmpfs creates the node as the disk is added; wait for udev anyway.
     udevadm settle 2>/dev/null || true
@@ -47,8 +57,22 @@ load_kheaders_blk() {
 }
 
 unload_kheaders_blk() {
+    if built_in KHEADERS_BLK; then
+        [[ -b /dev/kheaders0 ]] || fail "built-in /dev/kheaders0 went away"
+        return 0
+    fi
     rmmod kheaders_blk
     [[ ! -e /dev/kheaders0 ]] || fail "/dev/kheaders0 still there after rmmod"
+}
+
+# Upstream's /sys/kernel/kheaders.tar.xz, the peer: kheaders.ko of the same
+# build, or nothing to load with IKHEADERS=y.
+load_upstream_kheaders() {
+    built_in IKHEADERS || insmod "$KHB_KERNEL_TREE/kernel/kheaders.ko"
+    [[ -s /sys/kernel/kheaders.tar.xz ]] || fail "/sys/kernel/kheaders.tar.xz missing or empty"
+}
+unload_upstream_kheaders() {
+    built_in IKHEADERS || rmmod kheaders
 }
 
 # Every entry below $1 as "path type mode symlink-target", sorted; the root is ".".
@@ -76,9 +100,11 @@ no_headers_installed() {
     [[ "$(stat -f -c %T /tmp)" == tmpfs ]] || mount -t tmpfs -o mode=1777,size=512M tmpfs /tmp
     rm -rf "/lib/modules/$REL" /tmp/kheaders-* /run/kheaders /var/lib/kheaders-blk
     mkdir -p "/lib/modules/$REL/extra" "/lib/modules/$REL/kernel"
-    cp "$KHB_MODULE" "/lib/modules/$REL/extra/"
-    cp "$KHB_KERNEL_TREE/kernel/kheaders.ko" "/lib/modules/$REL/kernel/"
-    touch "/lib/modules/$REL/modules.order" "/lib/modules/$REL/modules.builtin" "/lib/modules/$REL/modules.builtin.modinfo"
+    # What modules_install leaves: the modules, and which are built in.
+    [[ -z "$KHB_MODULE" ]] || cp "$KHB_MODULE" "/lib/modules/$REL/extra/"
+    [[ ! -f "$KHB_KERNEL_TREE/kernel/kheaders.ko" ]] || cp "$KHB_KERNEL_TREE/kernel/kheaders.ko" "/lib/modules/$REL/kernel/"
+    cp "$KHB_KERNEL_TREE/modules.builtin" "$KHB_KERNEL_TREE/modules.builtin.modinfo" "/lib/modules/$REL/"
+    touch "/lib/modules/$REL/modules.order"
     depmod -a "$REL"
     mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
     mountpoint -q /sys/kernel/tracing || mount -t tracefs none /sys/kernel/tracing

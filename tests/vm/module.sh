@@ -9,9 +9,9 @@ REF=/tmp/khb-ref
 upstream_reference() {
     mountpoint -q "$REF" && return 0
     scratch_tmpfs "$REF"
-    insmod "$KHB_KERNEL_TREE/kernel/kheaders.ko"
+    load_upstream_kheaders
     tar -xJf /sys/kernel/kheaders.tar.xz -C "$REF"
-    rmmod kheaders
+    unload_upstream_kheaders
 }
 
 mount_kheaders() {

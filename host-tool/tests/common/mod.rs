@@ -116,6 +116,18 @@ pub fn listing_as(dir: &Path, format: &str) -> Vec<String> {
     lines
 }
 
+/// What `make O=obj` leaves beside the source tree `src`: generated headers,
+/// a build-tree `include/linux/sched.h` that overrides the source's, a
+/// Makefile and the `source` link.
+pub fn fake_o_build(src: &Path, obj: &Path) {
+    write(&obj.join("include/generated/autoconf.h"), "#define CONFIG_Y 1\n");
+    write(&obj.join("include/generated/utsrelease.h"), "#define UTS_RELEASE \"6.99.0-obj\"\n");
+    write(&obj.join("include/linux/sched.h"), "/* build tree */ int from_build;\n");
+    write(&obj.join("arch/x86/include/generated/uapi/asm/unistd_64.h"), "#define __NR_write 1\n");
+    write(&obj.join("Makefile"), "include source/Makefile\n");
+    symlink(src, obj.join("source")).unwrap();
+}
+
 /// The fake tree, built, in `t`.
 pub fn built_fake_kernel(t: &tempfile::TempDir) -> PathBuf {
     let tree = t.path().join("linux");
