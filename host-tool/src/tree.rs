@@ -250,9 +250,28 @@ fn normalize(p: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
+thread_local! {
+    /// Inside [`catch_panics`] on this thread.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// backhand is a general parser; a hostile image must give an error here,
 /// never take the process down.
 pub(crate) fn catch_panics<T>(f: impl FnOnce() -> T) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| anyhow!("corrupted image (the squashfs reader gave up)"))
+    let outer = CATCHING.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(outer));
+    r.map_err(|_| anyhow!("corrupted image (the squashfs reader gave up)"))
+}
+
+/// Keep the panic hook quiet for panics [`catch_panics`] turns into errors
+/// (the CLI then prints one error line, not a backtrace notice too); every
+/// other panic goes to the hook installed before.
+pub fn quiet_caught_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !CATCHING.with(|c| c.get()) {
+            previous(info);
+        }
+    }));
 }
