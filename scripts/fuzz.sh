@@ -3,7 +3,7 @@
 # on the stable toolchain; targets in host-tool/fuzz/fuzz_targets).
 #
 #   scripts/fuzz.sh build
-#   scripts/fuzz.sh seeds KERNEL_TREE     seed corpora from that tree's headers
+#   scripts/fuzz.sh seeds KERNEL_TREE [--quick]   seed corpora from that tree's headers
 #   scripts/fuzz.sh run TARGET SECONDS    a campaign, nice -n 19, corpus kept
 #   scripts/fuzz.sh smoke [SECONDS]       every target briefly; "fuzz smoke: N passed, M failed"
 #   scripts/fuzz.sh coverage TARGET       edges its corpus reaches, per source file
@@ -44,11 +44,12 @@ options() {
     esac
 }
 
-# seeds KERNEL_TREE: small real inputs (images of subsets of the tree's
-# headers, plain and with our trailer, also by mksquashfs; real headers),
-# plus larger images for `format` only (too slow to read on every run).
+# seeds KERNEL_TREE [--quick]: small real inputs (images of subsets of the
+# tree's headers, plain and with our trailer, also by mksquashfs; real
+# headers), plus larger images for `format` only (too slow to read on every
+# run); --quick leaves out the whole tree's image (packing it takes ~10 s).
 seeds() {
-    local kt="$1" tool="$REPO_ROOT/target/release/kheaders-image"
+    local kt="$1" quick="${2:-}" tool="$REPO_ROOT/target/release/kheaders-image"
     [[ -x "$tool" ]] || die "build the tool first (cargo build --release)"
     local src
     src="$(readlink -f "$kt/source" 2>/dev/null || echo "$kt")"
@@ -88,7 +89,7 @@ seeds() {
     cp "$WORK/seeds/image/"* "$WORK/seeds/format/"
     # Reading a medium image takes ~0.2 s: fine once, too slow to mutate.
     rm "$WORK/seeds/image/"*medium*
-    "$tool" pack -q "$kt" -o "$WORK/seeds/format/whole-tree.img"
+    [[ "$quick" ]] || "$tool" pack -q "$kt" -o "$WORK/seeds/format/whole-tree.img"
     # strip: real headers, every 20th in path order, up to 64 KiB.
     (cd "$src" && find include arch/x86/include -name '*.h' -type f -size -64k | sort | awk 'NR % 20 == 0') |
         while read -r f; do cp "$src/$f" "$WORK/seeds/strip/$(tr / _ <<<"$f")"; done
@@ -144,30 +145,34 @@ smoke() {
     [[ $failed == 0 ]]
 }
 
-# coverage TARGET: replay its corpus and seeds; instrumented edges reached,
-# per source file of the tool and of the parsers it uses (see
-# host-tool/fuzz/src/coverage.rs), then in the whole binary.
+# coverage TARGET: replay its corpus and seeds; of the source lines the
+# instrumented edges map to, those reached, per source file of the tool and
+# of the parsers it uses (by line, so that inlined copies count once), then
+# the edges of the whole binary (see host-tool/fuzz/src/coverage.rs).
 coverage() {
     local t="$1" cov
     cov="$(mktemp)"
     mkdir -p "$WORK/corpus/$t"
+    # shellcheck disable=SC2046
     KHB_FUZZ_COVERAGE="$cov" nice -n 19 "$BIN_DIR/$t" $(options "$t") -runs=0 "$WORK/corpus/$t" "$WORK/seeds/$t" >/dev/null 2>&1
-    cut -d' ' -f1 "$cov" | addr2line -e "$BIN_DIR/$t" | sed -E 's/:([0-9]+|\?)( \(discriminator [0-9]+\))?$//' |
+    cut -d' ' -f1 "$cov" | addr2line -e "$BIN_DIR/$t" | sed -E 's/ \(discriminator [0-9]+\)$//' |
         paste -d' ' - "$cov" |
         awk -v root="$REPO_ROOT/" '{
-                f = $1; sub(root, "", f); sub(/.*\/registry\/src\/[^\/]*\//, "", f)
-                if (f ~ /^host-tool\/src\/|^(backhand|deku|liblzma|zerocopy)-/) { t[f]++; c[f] += $3 }
                 all++; hit += $3
+                f = $1; sub(root, "", f); sub(/.*\/registry\/src\/[^\/]*\//, "", f)
+                if (f ~ /:\?$/ || f !~ /^host-tool\/src\/|^(backhand|deku|liblzma|zerocopy)-/) next
+                line[f] = line[f] || $3
             } END {
-                for (f in t) printf "%6d / %6d  %5.1f%%  %s\n", c[f], t[f], 100 * c[f] / t[f], f
-                printf "%6d / %6d  %5.1f%%  (whole binary)\n", hit, all, 100 * hit / all
-            }' | sort -k5
+                for (l in line) { f = l; sub(/:[0-9]+$/, "", f); t[f]++; c[f] += line[l] }
+                for (f in t) printf "%5d / %5d lines  %5.1f%%  %s\n", c[f], t[f], 100 * c[f] / t[f], f
+                printf "%5d / %5d edges  %5.1f%%  (whole binary)\n", hit, all, 100 * hit / all
+            }' | sort -k6
     rm -f "$cov"
 }
 
 case "${1:-}" in
     build) build ;;
-    seeds) [[ $# == 2 ]] || die "usage: scripts/fuzz.sh seeds KERNEL_TREE"; seeds "$2" ;;
+    seeds) [[ $# == 2 || "${3:-}" == --quick ]] || die "usage: scripts/fuzz.sh seeds KERNEL_TREE [--quick]"; seeds "$2" "${3:-}" ;;
     run) [[ $# -ge 3 ]] || die "usage: scripts/fuzz.sh run TARGET SECONDS [libFuzzer options]"; shift; run "$@" ;;
     smoke) shift; smoke "$@" ;;
     coverage) [[ $# == 2 ]] || die "usage: scripts/fuzz.sh coverage TARGET"; coverage "$2" ;;
