@@ -4,6 +4,7 @@
 #
 #   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev,
 #                     the real clients (bcc, bpftrace) and dmsetup for the VM tests
+#                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys)
 #   rustup            the rust-src component (the kernel builds core/alloc)
 #   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)
 #   PyPI              virtme-ng $VIRTME_NG_VERSION in $KHB_CACHE/venv
@@ -11,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 APT_PACKAGES=(
     "$LINUX_SOURCE_PKG"
-    gcc make flex bison bc cpio perl kmod
+    gcc g++ make flex bison bc cpio perl kmod
     libelf-dev libssl-dev libclang-dev
     qemu-system-x86 udev python3 python3-venv util-linux
     squashfs-tools xz-utils tar

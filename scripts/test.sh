@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test, from a fresh machine: setup, the test kernels (built once,
 # cached), host tests (cargo test, including the oracle against upstream's
-# tarball), then for each kernel the modules built against it and one boot
-# running the VM suites that apply to it (the plan below, printed first).
+# tarball), a fuzz smoke run, then for each kernel the modules built against
+# it and one boot running the VM suites that apply to it (the plan below,
+# printed first).
 #
 #   scripts/test.sh [-k REGEX] [--kernels "x86 ..."]
 #
@@ -79,6 +80,15 @@ KHB_KERNEL_TREE="$X86_TREE" cargo test --release --locked 2>&1 | tee "$log" |
     grep -E '^(test |test result|failures|---- )' || true
 count_cargo "$log"
 grep -qE '^test result:' "$log" || step_failed "cargo test did not run (see above)"
+
+say "fuzz smoke (scripts/fuzz.sh: each target a few seconds from real seeds)"
+log="$(mktemp)"
+{ scripts/fuzz.sh build && scripts/fuzz.sh seeds "$X86_TREE" --quick && scripts/fuzz.sh smoke 5; } 2>&1 | tee "$log" |
+    grep -E '^(fuzz smoke|error)' || true
+line="$(grep -E '^fuzz smoke: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+[[ -n "$line" ]] || step_failed "the fuzz smoke run did not run (see $log)"
+passed=$((passed + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")))
+failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
 
 art="$KHB_CACHE/test-artifacts"
 rm -rf "$art" && mkdir -p "$art"

@@ -126,6 +126,7 @@ fn parse_preset(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> ExitCode {
+    kheaders_image::tree::quiet_caught_panics();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,

@@ -2,7 +2,12 @@
 //! xz-compressing blocks) are independent per item.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often `tick` is called at most (and at least, while work goes on).
+const TICK: Duration = Duration::from_millis(50);
 
 /// `f` over `items` on `jobs` threads; results in input order. `tick` is
 /// called with the number of items done so far, from the calling thread.
@@ -16,23 +21,33 @@ pub fn parallel_map<T: Sync, R: Send>(
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     let jobs = jobs.clamp(1, items.len().max(1));
+    let (tx, rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..jobs)
-            .map(|_| {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    results.lock().unwrap()[i] = Some(r);
-                    done.fetch_add(1, Ordering::Relaxed);
-                })
-            })
-            .collect();
-        // Until every worker has ended (normally or by panicking: the scope
-        // then re-raises the panic instead of waiting forever).
-        while !workers.iter().all(|w| w.is_finished()) {
+        let (next, done, results, f) = (&next, &done, &results, &f);
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                results.lock().unwrap()[i] = Some(r);
+                done.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send(());
+            });
+        }
+        drop(tx);
+        // Until every worker has ended, normally or by panicking (its sender
+        // is dropped either way; the scope then re-raises the panic): no
+        // polling delay after the last item.
+        let mut last_tick = Instant::now();
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(()) if last_tick.elapsed() < TICK => continue,
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
             tick(done.load(Ordering::Relaxed) as u64);
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            last_tick = Instant::now();
         }
         tick(done.load(Ordering::Relaxed) as u64);
     });

@@ -40,6 +40,14 @@ const METADATA_SIZE: usize = 8192;
 /// Longest name we write: Linux' `NAME_MAX` (squashfs' own limit,
 /// `SQUASHFS_NAME_LEN`, is 256, but no path walk can reach such a name).
 pub const MAX_NAME_LEN: usize = 255;
+/// Longest symlink target we write. The kernel reads up to `PAGE_SIZE`,
+/// but backhand, which `inspect` and `verify` read images with, refuses
+/// 256 or more; real header trees hold short relative links.
+pub const MAX_SYMLINK_LEN: usize = 255;
+/// Most entries (inodes, the root included) an image can have: inode
+/// numbers are 32-bit from 1, and the root's parent, `inode_count + 1`, must
+/// be one too.
+pub const MAX_INODES: u64 = u32::MAX as u64 - 1;
 /// Entries per directory header (`SQUASHFS_DIR_COUNT`).
 const DIR_COUNT: usize = 256;
 const INVALID_FRAG: u32 = 0xffff_ffff;
@@ -254,6 +262,8 @@ pub fn write(
         opts.block_size
     );
 
+    check_inode_count(tree.entries.len() as u64 + 1)?;
+
     // --- The hierarchy -----------------------------------------------------
     let mut entries: Vec<Entry<'_>> = Vec::with_capacity(tree.entries.len());
     let mut dirs = vec![Dir { entry: None, children: Vec::new(), subdirs: 0 }];
@@ -268,6 +278,13 @@ pub fn write(
             "{path}: a name of {} bytes; names may have at most {MAX_NAME_LEN}",
             name.len()
         );
+        if let Node::Symlink { target } = node {
+            ensure!(
+                target.len() <= MAX_SYMLINK_LEN,
+                "{path}: a symlink target of {} bytes; targets may have at most {MAX_SYMLINK_LEN}",
+                target.len()
+            );
+        }
         let Some(&parent) = dir_of_path.get(parent_path) else {
             bail!("{path}: parent directory {parent_path:?} is not in the tree");
         };
@@ -426,7 +443,7 @@ pub fn write(
         out.push(d);
     }
     post_order(0, &dirs, &dir_index_of, &mut dir_post);
-    let inode_count = u32::try_from(order.len() + dir_post.len()).context("too many inodes")?;
+    let inode_count = check_inode_count((order.len() + dir_post.len()) as u64)?;
     let mut ino = vec![0u32; entries.len()];
     for (n, &i) in order.iter().enumerate() {
         ino[i] = n as u32 + 1;
@@ -460,7 +477,6 @@ pub fn write(
                 }
             }
             Node::Symlink { target } => {
-                ensure!(target.len() < 1 << 16, "symlink target of {} bytes", target.len());
                 header(&mut t, SYMLINK_TYPE, crate::tree::SYMLINK_MODE, ino[i]);
                 t.u32(1).u32(target.len() as u32).bytes(target.as_bytes());
             }
@@ -573,6 +589,15 @@ pub fn write(
     Ok(Written { image, stats })
 }
 
+/// `n` inodes, if an image can have that many.
+pub fn check_inode_count(n: u64) -> Result<u32> {
+    ensure!(
+        n <= MAX_INODES,
+        "{n} files, directories and symlinks; a squashfs image holds at most {MAX_INODES}"
+    );
+    Ok(n as u32)
+}
+
 /// Write one directory's listing; return its index: (listing offset of a
 /// header, compressed start of the directory block it is in, first name).
 fn write_listing(
@@ -674,4 +699,21 @@ pub fn directory_plan(tree: &HeaderTree) -> Vec<Placement<'_>> {
         }
     }
     by_dir.into_values().map(|path| Placement { path, own_blocks: false, new_fragment: false }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_inode_count, MAX_INODES};
+
+    #[test]
+    fn inode_count_bound() {
+        // A tree that large cannot be built here (hundreds of GiB of nodes):
+        // the bound itself, on both sides.
+        assert_eq!(check_inode_count(1).unwrap(), 1);
+        assert_eq!(check_inode_count(MAX_INODES).unwrap(), u32::MAX - 1);
+        for n in [MAX_INODES + 1, u64::from(u32::MAX) + 1, u64::MAX] {
+            let e = check_inode_count(n).unwrap_err().to_string();
+            assert!(e.contains(&n.to_string()) && e.contains("at most 4294967294"), "{e}");
+        }
+    }
 }

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Cursor, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use crate::parallel::parallel_map;
 use crate::progress::Progress;
@@ -60,6 +60,12 @@ pub struct TreeStats {
 
 impl HeaderTree {
     /// The headers of a kernel tree, selected and stripped as upstream does.
+    ///
+    /// The tree must hold still meanwhile: each file's metadata is compared
+    /// before and after it is read, and once everything is read the
+    /// selection is made again and every entry compared with what was read,
+    /// so that the image is one consistent state of the tree (not half of a
+    /// `make headers_install` or a `git checkout`).
     pub fn from_kernel(tree: &KernelTree, jobs: usize, progress: &Progress) -> Result<HeaderTree> {
         let selected = select_headers(tree)?;
         let items: Vec<(&String, &Selected)> = selected.iter().collect();
@@ -67,29 +73,52 @@ impl HeaderTree {
         let nodes = parallel_map(
             &items,
             jobs,
-            |&(_, sel)| -> Result<Node> {
+            |&(_, sel)| -> Result<(Node, Option<Stamp>)> {
                 Ok(match sel {
                     Selected::File(src) => {
-                        let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-                        Node::File { mode: FILE_MODE, data: strip_comments(&data) }
+                        let (data, stamp) = read_file(src)?;
+                        (Node::File { mode: FILE_MODE, data: strip_comments(&data) }, Some(stamp))
                     }
                     Selected::Symlink(src) => {
+                        let before = stamp_of(src)?;
                         let target = fs::read_link(src)
                             .with_context(|| format!("reading symlink {}", src.display()))?;
                         let target = target
                             .to_str()
                             .ok_or_else(|| anyhow!("{}: symlink target is not UTF-8", src.display()))?
                             .to_string();
-                        Node::Symlink { target }
+                        ensure!(stamp_of(src)? == before, "{}: {CHANGED}", src.display());
+                        (Node::Symlink { target }, Some(before))
                     }
-                    Selected::Dir => Node::Dir { mode: DIR_MODE },
+                    Selected::Dir => (Node::Dir { mode: DIR_MODE }, None),
                 })
             },
             |done| progress.update("reading headers", done, total),
         );
         let mut entries = BTreeMap::new();
-        for ((path, _), node) in items.into_iter().zip(nodes) {
-            entries.insert(path.clone(), node?);
+        let mut stamps = Vec::with_capacity(items.len());
+        for ((path, sel), node) in items.into_iter().zip(nodes) {
+            let (node, stamp) = node?;
+            entries.insert(path.clone(), node);
+            stamps.push((sel, stamp));
+        }
+        // The same selection again, and every file and symlink as it was read.
+        let again = select_headers(tree)?;
+        if let Some(path) = changed_path(&selected, &again) {
+            let origin = match selected.get(path).or(again.get(path)) {
+                Some(Selected::File(p) | Selected::Symlink(p)) => p.display().to_string(),
+                _ => path.to_string(),
+            };
+            bail!("{origin}: {CHANGED}");
+        }
+        for (sel, stamp) in stamps {
+            if let (Selected::File(src) | Selected::Symlink(src), Some(stamp)) = (sel, stamp) {
+                ensure!(
+                    fs::symlink_metadata(src).ok().map(|m| Stamp::of(&m)) == Some(stamp),
+                    "{}: {CHANGED}",
+                    src.display()
+                );
+            }
         }
         let mut tree = HeaderTree { entries };
         tree.add_parent_dirs();
@@ -237,6 +266,70 @@ impl HeaderTree {
     }
 }
 
+/// Largest file `pack` takes: a basic squashfs file inode (the only kind
+/// we write) records the size in 32 bits.
+pub const MAX_FILE_SIZE: u64 = u32::MAX as u64;
+
+const CHANGED: &str = "changed while the tree was being packed; pack again once it is stable";
+
+/// What an entry on disk was when it was read: any write, replacement,
+/// truncation or rename in between changes one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+fn stamp_of(path: &Path) -> Result<Stamp> {
+    let m = fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    Ok(Stamp::of(&m))
+}
+
+/// A file's bytes, refused if squashfs cannot hold them or if the file
+/// changed while it was read.
+fn read_file(src: &Path) -> Result<(Vec<u8>, Stamp)> {
+    let ctx = || format!("reading {}", src.display());
+    let mut f = fs::File::open(src).with_context(ctx)?;
+    let before = Stamp::of(&f.metadata().with_context(ctx)?);
+    ensure!(
+        before.size <= MAX_FILE_SIZE,
+        "{}: {} bytes; squashfs files as we write them hold at most {MAX_FILE_SIZE}",
+        src.display(),
+        before.size
+    );
+    let mut data = Vec::with_capacity(before.size as usize);
+    // One byte more than the size, so that a file that grew shows.
+    (&mut f).take(before.size + 1).read_to_end(&mut data).with_context(ctx)?;
+    let after = Stamp::of(&f.metadata().with_context(ctx)?);
+    ensure!(before == after && data.len() as u64 == before.size, "{}: {CHANGED}", src.display());
+    Ok((data, before))
+}
+
+/// The first path whose selection differs (added, removed, other origin or type).
+fn changed_path<'a>(a: &'a BTreeMap<String, Selected>, b: &'a BTreeMap<String, Selected>) -> Option<&'a str> {
+    let differs = |x: &'a BTreeMap<String, Selected>, y: &BTreeMap<String, Selected>| {
+        x.iter().find(|(p, s)| y.get(*p) != Some(s)).map(|(p, _)| p.as_str())
+    };
+    differs(a, b).or_else(|| differs(b, a))
+}
+
 /// `./include/x.h`, `/include/x.h` -> `include/x.h`; `.`, `/` -> ``. Refuses `..`.
 fn normalize(p: &Path) -> Option<String> {
     let mut parts = Vec::new();
@@ -250,9 +343,28 @@ fn normalize(p: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
+thread_local! {
+    /// Inside [`catch_panics`] on this thread.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// backhand is a general parser; a hostile image must give an error here,
 /// never take the process down.
 pub(crate) fn catch_panics<T>(f: impl FnOnce() -> T) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| anyhow!("corrupted image (the squashfs reader gave up)"))
+    let outer = CATCHING.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(outer));
+    r.map_err(|_| anyhow!("corrupted image (the squashfs reader gave up)"))
+}
+
+/// Keep the panic hook quiet for panics [`catch_panics`] turns into errors
+/// (the CLI then prints one error line, not a backtrace notice too); every
+/// other panic goes to the hook installed before.
+pub fn quiet_caught_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !CATCHING.with(|c| c.get()) {
+            previous(info);
+        }
+    }));
 }

@@ -196,3 +196,120 @@ fn no_progress_when_not_a_terminal_but_progress_on_one() {
     let o = run(&["pack", "-q", c.tree.to_str().unwrap(), "-o", "-"]);
     assert!(o.status.success() && o.stdout.starts_with(b"hsqs"), "{}", stderr(&o));
 }
+
+#[test]
+fn file_larger_than_squashfs_can_hold() {
+    // Sparse: 4 GiB + 1 byte costs nothing on disk, and pack must refuse it
+    // from its size, before reading it.
+    let c = case();
+    let huge = fs::File::create(c.tree.join("include/linux/huge.h")).unwrap();
+    huge.set_len(1 << 32).unwrap();
+    check(
+        &c,
+        &pack_case(&c, &[]),
+        "huge.h: 4294967296 bytes; squashfs files as we write them hold at most 4294967295",
+    );
+}
+
+#[test]
+fn longest_names() {
+    // 255 bytes (NAME_MAX) pack and read back. A longer name cannot reach
+    // the CLI: no Linux filesystem here stores one (the writer's own
+    // refusal of 256 is tested in writer.rs and fuzzed by `roundtrip`).
+    let c = case();
+    let name = format!("{}.h", "n".repeat(253));
+    fs::write(c.tree.join("include/linux").join(&name), "int x; /* y */\n").unwrap();
+    let too_long = c.tree.join("include/linux").join(format!("{}.h", "n".repeat(254)));
+    assert_eq!(fs::write(&too_long, "x").unwrap_err().raw_os_error(), Some(36), "ENAMETOOLONG");
+    let o = pack_case(&c, &["-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = c.out_dir.join("x");
+    unsquashfs(&c.out_dir.join("h.img"), &out);
+    assert_eq!(fs::read(out.join("include/linux").join(&name)).unwrap(), b"int x; \n");
+}
+
+/// A header file of `tree` that process `pid` has open, if any.
+fn open_header(pid: u32, tree: &Path) -> Option<std::path::PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .find(|p| p.starts_with(tree) && p.extension().is_some_and(|e| e == "h"))
+}
+
+#[test]
+fn tree_changing_while_packed() {
+    // pack is stopped (SIGSTOP) while it has a header of include/many open:
+    // it has selected the tree and read everything before (with -j 1, in path
+    // order: arch/ first), and not yet checked it again. The tree changes
+    // then, in three ways (each undone after); each must be refused.
+    let ptrace = |t: &Path| t.join("arch/x86/include/asm/ptrace.h");
+    type Change = fn(&Path);
+    let changes: [(&str, Change, Change); 3] = [
+        (
+            "a header appears",
+            |t| fs::write(t.join("include/linux/new.h"), "int n;\n").unwrap(),
+            |t| fs::remove_file(t.join("include/linux/new.h")).unwrap(),
+        ),
+        (
+            "a header read already disappears",
+            |t| fs::rename(t.join("arch/x86/include/asm/ptrace.h"), t.join("ptrace.h.away")).unwrap(),
+            |t| fs::rename(t.join("ptrace.h.away"), t.join("arch/x86/include/asm/ptrace.h")).unwrap(),
+        ),
+        (
+            "a header read already grows",
+            |t| {
+                let f = fs::OpenOptions::new().append(true).open(t.join("arch/x86/include/asm/ptrace.h"));
+                std::io::Write::write_all(&mut f.unwrap(), b"int more;\n").unwrap();
+            },
+            |_| {},
+        ),
+    ];
+    let c = case();
+    let many = c.tree.join("include/many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..10_000 {
+        fs::write(many.join(format!("h{i:05}.h")), "int x; /* c */\n").unwrap();
+    }
+    for (what, change, undo) in changes {
+        assert!(ptrace(&c.tree).exists());
+        let mut child = Command::new(bin())
+            .args(["pack", "-q", "-j", "1"])
+            .arg(&c.tree)
+            .arg("-o")
+            .arg(c.out_dir.join("h.img"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let signal = |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        loop {
+            assert!(child.try_wait().unwrap().is_none(), "{what}: pack ended before it was caught reading");
+            if open_header(child.id(), &many).is_some() {
+                signal("-STOP");
+                // Stopped while still reading, not just after?
+                if open_header(child.id(), &many).is_some() {
+                    break;
+                }
+                signal("-CONT");
+            }
+        }
+        change(&c.tree);
+        signal("-CONT");
+        let o = child.wait_with_output().unwrap();
+        check(&c, &o, "changed while the tree was being packed; pack again once it is stable");
+        undo(&c.tree);
+    }
+}
+
+#[test]
+fn symlink_target_longer_than_the_readers_take() {
+    // Linux allows 4095 bytes; backhand (inspect, verify) reads 255 at most.
+    let c = case();
+    let target = format!("../{}", "d/".repeat(130));
+    std::os::unix::fs::symlink(&target, c.tree.join("include/linux/far.h")).unwrap();
+    check(
+        &c,
+        &pack_case(&c, &[]),
+        "include/linux/far.h: a symlink target of 263 bytes; targets may have at most 255",
+    );
+}

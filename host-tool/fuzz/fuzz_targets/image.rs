@@ -1,0 +1,5 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(init: kheaders_image_fuzz::init(), |data: &[u8]| {
+    kheaders_image_fuzz::checks::image(data);
+    kheaders_image_fuzz::coverage::after_input();
+});
