@@ -13,15 +13,18 @@
 # (include parser and data plan), roundtrip (arbitrary trees, pack -> read).
 # Corpora, seeds and findings live in $KHB_CACHE/fuzz, never in the repo;
 # a finding is a crash-* file there: reproduce with
-# `host-tool/fuzz/target/$FUZZ_TRIPLE/release/TARGET FILE`, then copy it to
+# `$KHB_CACHE/fuzz/target/$FUZZ_TRIPLE/release/TARGET FILE`, then copy it to
 # host-tool/tests/fuzz-findings/TARGET/ (cargo test replays it) and fix it.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TARGETS=(format image strip layout roundtrip)
 FUZZ_DIR="$REPO_ROOT/host-tool/fuzz"
 FUZZ_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
-BIN_DIR="$FUZZ_DIR/target/$FUZZ_TRIPLE/release"
 WORK="$KHB_CACHE/fuzz"
+# In the cache, not the clone: a later run (CI's fresh clone too) reuses
+# the instrumented build of the dependencies (~5 minutes on 2 cores).
+TARGET_DIR="$WORK/target"
+BIN_DIR="$TARGET_DIR/$FUZZ_TRIPLE/release"
 
 # What cargo-fuzz passes, minus the sanitizer (that needs nightly): edge
 # counters, their PC table and comparison tracing. --target keeps build
@@ -30,7 +33,8 @@ build() {
     RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing" \
-        cargo build --manifest-path "$FUZZ_DIR/Cargo.toml" --release --locked --quiet --target "$FUZZ_TRIPLE"
+        cargo build --manifest-path "$FUZZ_DIR/Cargo.toml" --release --locked --quiet --target "$FUZZ_TRIPLE" \
+        --target-dir "$TARGET_DIR"
 }
 
 # Per-target options: input size bounds (strip and layout get whole headers).

@@ -3,7 +3,7 @@
 # first and says what it does).
 #
 #   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev,
-#                     the real clients (bcc, bpftrace) and dmsetup for the VM tests
+#                     the real clients (bcc, bpftrace) and dmsetup for the VM tests,
 #                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys)
 #   rustup            the rust-src component (the kernel builds core/alloc)
 #   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)

@@ -4,7 +4,8 @@
 # guest's writes go to a throw-away overlay; --rwdir DIR shares DIR writable).
 #
 #   scripts/vm-run.sh [--timeout SECONDS] [--cpus N] [--memory SIZE]
-#                     [--rwdir DIR] [--kernel BZIMAGE] [--log FILE] -- COMMAND
+#                     [--rwdir DIR] [--kernel BZIMAGE] [--log FILE]
+#                     [--append KERNEL_ARGS] -- COMMAND
 #
 # The command's stdout and stderr come out on stdout. The kernel console goes
 # to the log file (default: $KHB_CACHE/vm-logs/last.log). Exit status: the
@@ -12,7 +13,7 @@
 # panicked, oopsed or warned (the log tail is printed either way).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-timeout_s=600 cpus=2 memory=2G kernel="" log="" rwdirs=()
+timeout_s=600 cpus=2 memory=2G kernel="" log="" rwdirs=() append=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --timeout) timeout_s="$2"; shift 2 ;;
@@ -21,6 +22,7 @@ while [[ $# -gt 0 ]]; do
         --kernel) kernel="$2"; shift 2 ;;
         --log) log="$2"; shift 2 ;;
         --rwdir) rwdirs+=(--rwdir "$2"); shift 2 ;;
+        --append) append+=(--append "$2"); shift 2 ;;
         --) shift; break ;;
         *) die "vm-run.sh: unknown option $1 (the command goes after --)" ;;
     esac
@@ -73,7 +75,7 @@ set +e
 # The command's stderr joins its stdout; vng's own stderr (with --verbose:
 # the kernel console) goes to the log.
 timeout -k 10 "$timeout_s" "$VNG" --run "$kernel" "${accel[@]}" --cpus "$cpus" \
-    --memory "$memory" --verbose "${rwdirs[@]}" --exec "bash $script" \
+    --memory "$memory" --verbose "${rwdirs[@]}" "${append[@]}" --exec "bash $script" \
     </dev/null 2>"$log"
 rc=$?
 set -e
