@@ -8,7 +8,8 @@
 #
 # As upstream's kernel/gen_kheaders.sh does, nothing is packed when no
 # header's name, type, size or time changed since the last pack (IMAGE.stamp
-# holds a hash of that listing, of the tool and of these arguments). When
+# holds a hash of that listing, of the tool and of these arguments, and one
+# of the image, which another make run may have replaced). When
 # something did, the image is packed again and replaced only if its bytes
 # differ: the pack is reproducible, so a touched but unchanged header does
 # not relink the kernel or module.
@@ -42,7 +43,8 @@ stamp=$(
 		done
 	done | md5sum
 )
-if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$stamp" ]; then
+if [ -f "$out" ] && [ -f "$out.stamp" ] &&
+	[ "$(cat "$out.stamp")" = "$stamp $(md5sum <"$out")" ]; then
 	exit 0
 fi
 
@@ -55,4 +57,4 @@ if [ -f "$out" ] && cmp -s "$out" "$tmp"; then
 else
 	mv -f "$tmp" "$out"
 fi
-echo "$stamp" >"$out.stamp"
+echo "$stamp $(md5sum <"$out")" >"$out.stamp"
