@@ -112,7 +112,12 @@ impl Trailer {
 
 /// Make an image file of squashfs bytes: zero padding and the trailer, the
 /// length a multiple of [`IMAGE_ALIGN`].
-pub fn seal(mut squashfs: Vec<u8>, block_size: u32, stats: &TreeStats, release: Option<&str>) -> Result<Vec<u8>> {
+pub fn seal(
+    mut squashfs: Vec<u8>,
+    block_size: u32,
+    stats: &TreeStats,
+    release: Option<&str>,
+) -> Result<Vec<u8>> {
     let used = squashfs.len() as u64;
     let mut rel = [0u8; 64];
     if let Some(r) = release {

@@ -198,7 +198,9 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let squashfs = parsed.squashfs.to_vec();
             // backhand reads xz images only: other compressors get no counts.
             let stats = if sb.compressor.get() == COMPRESSOR_XZ {
-                HeaderTree::from_image_bytes(&squashfs).with_context(|| format!("{}", input.display()))?.stats()
+                HeaderTree::from_image_bytes(&squashfs)
+                    .with_context(|| format!("{}", input.display()))?
+                    .stats()
             } else {
                 eprintln!("kheaders-image: note: not an xz image: file counts recorded as 0");
                 Default::default()

@@ -5,13 +5,13 @@
 //! compressed in parallel), and this module adds padding and the trailer the
 //! module checks.
 
-use anyhow::{ensure, Result};
 use crate::format;
 use crate::layout::{plan, LayoutKind};
 use crate::progress::Progress;
 use crate::squashfs::{self, DataStats, WriteOptions};
 use crate::tree::HeaderTree;
 use crate::xz::Xz;
+use anyhow::{ensure, Result};
 
 /// Default data block size. See docs/design.md for the measurements behind it.
 pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;

@@ -226,7 +226,11 @@ fn seal_adds_the_trailer_to_an_image_made_elsewhere() {
     // Sealing twice is refused; an output is not written.
     let again = t.path().join("again.img");
     let o = run(&["seal", path_str(&sealed), "-o", path_str(&again)]);
-    assert!(!o.status.success() && stderr(&o).contains("already has a kheaders-image trailer"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("already has a kheaders-image trailer"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!again.exists());
     // Another compressor: sealed, with counts it cannot know.
     let lz4 = t.path().join("lz4.sqfs");

@@ -63,7 +63,11 @@ fn pack_step_packs_when_headers_change_and_not_otherwise() {
     fs::create_dir_all(img.parent().unwrap()).unwrap();
 
     assert!(packed(&pack_script(&img, bin(), &tree, None, &[])), "first run must pack");
-    assert_eq!(fs::read(&img).unwrap(), direct_pack(&t, &tree, &[]), "image differs from kheaders-image pack");
+    assert_eq!(
+        fs::read(&img).unwrap(),
+        direct_pack(&t, &tree, &[]),
+        "image differs from kheaders-image pack"
+    );
     let first = mtime(&img);
 
     // Nothing changed: no pack, the image is not rewritten.
@@ -114,10 +118,16 @@ fn pack_step_follows_the_source_tree_of_an_o_build() {
     write(&obj.join("include/generated/utsversion.h"), "#define UTS_VERSION \"#2\"\n");
     assert!(!packed(&pack_script(&img, bin(), &obj, Some(&src), &[])), "utsversion.h triggered a pack");
     write(&src.join("include/linux/kconfig.h"), "int in_the_source_tree;\n");
-    assert!(packed(&pack_script(&img, bin(), &obj, Some(&src), &[])), "a source-tree header change was missed");
+    assert!(
+        packed(&pack_script(&img, bin(), &obj, Some(&src), &[])),
+        "a source-tree header change was missed"
+    );
     let unpacked = t.path().join("x");
     unsquashfs(&img, &unpacked);
-    assert_eq!(fs::read_to_string(unpacked.join("include/linux/kconfig.h")).unwrap(), "int in_the_source_tree;\n");
+    assert_eq!(
+        fs::read_to_string(unpacked.join("include/linux/kconfig.h")).unwrap(),
+        "int in_the_source_tree;\n"
+    );
     assert!(unpacked.join("include/generated/utsrelease.h").is_file());
 }
 
@@ -187,15 +197,29 @@ fn integration_adds_the_driver_and_a_second_run_changes_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let dir = tree.join("drivers/block/kheaders_blk");
-    let mut want: Vec<String> = ["Kbuild", "Kconfig", "blk_ext.rs", "crc32.rs", "driver.rs", "helpers.c", "image.rs", "pack-image.sh"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut want: Vec<String> = [
+        "Kbuild",
+        "Kconfig",
+        "blk_ext.rs",
+        "crc32.rs",
+        "driver.rs",
+        "helpers.c",
+        "image.rs",
+        "pack-image.sh",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     want.sort();
-    let got: Vec<String> = files_in(&dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let got: Vec<String> =
+        files_in(&dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(got, want);
     for f in &want {
-        assert_eq!(fs::read(dir.join(f)).unwrap(), fs::read(repo().join("kmod").join(f)).unwrap(), "{f} is not kmod/{f}");
+        assert_eq!(
+            fs::read(dir.join(f)).unwrap(),
+            fs::read(repo().join("kmod").join(f)).unwrap(),
+            "{f} is not kmod/{f}"
+        );
     }
     let kconfig = fs::read_to_string(tree.join("drivers/block/Kconfig")).unwrap();
     let at = kconfig.find("source \"drivers/block/kheaders_blk/Kconfig\"").expect("Kconfig not sourced");
