@@ -15,11 +15,12 @@ shift 3
 set_file="$out/compile-set.txt"
 results="$out/results.tsv"
 : >"$results"
-mnt=/tmp/bench-mnt
-mkdir -p "$mnt"
 
 # shellcheck source=../tests/vm/lib.sh
-source "$KHB_REPO/tests/vm/lib.sh"   # drop_caches, no_headers_installed
+source "$KHB_REPO/tests/vm/lib.sh"   # drop_caches, no_headers_installed, tmp_on_tmpfs
+tmp_on_tmpfs   # before anything is made in /tmp (the bcc part needs it)
+mnt=/tmp/bench-mnt
+mkdir -p "$mnt"
 record() { echo "$*" >>"$results"; }
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 secs() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1e6}'; }

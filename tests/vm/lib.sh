@@ -88,6 +88,13 @@ tree_checksums() {
 # A system where the module is installed but no headers are: /lib/modules
 # replaced by a tmpfs holding only kheaders_blk.ko (and kheaders.ko, the
 # peer), as `make modules_install` and depmod leave them.
+# /tmp as on a real machine: on the guest's overlay root, bcc's rename of
+# its extraction directory into place fails (EXDEV). Mounted once; what was
+# in /tmp before is hidden from then on.
+tmp_on_tmpfs() {
+    [[ "$(stat -f -c %T /tmp)" == tmpfs ]] || mount -t tmpfs -o mode=1777,size=512M tmpfs /tmp
+}
+
 no_headers_installed() {
     local REL
     REL="$(uname -r)"
@@ -95,9 +102,7 @@ no_headers_installed() {
     module_loaded kheaders && rmmod kheaders
     module_loaded kheaders_blk && rmmod kheaders_blk
     mountpoint -q /lib/modules || mount -t tmpfs -o size=64M tmpfs /lib/modules
-    # /tmp as on a real machine: on the guest's overlay root, bcc's rename of
-    # its extraction directory into place fails (EXDEV).
-    [[ "$(stat -f -c %T /tmp)" == tmpfs ]] || mount -t tmpfs -o mode=1777,size=512M tmpfs /tmp
+    tmp_on_tmpfs
     rm -rf "/lib/modules/$REL" /tmp/kheaders-* /run/kheaders /var/lib/kheaders-blk
     mkdir -p "/lib/modules/$REL/extra" "/lib/modules/$REL/kernel"
     # What modules_install leaves: the modules, and which are built in.
