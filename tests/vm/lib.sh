@@ -89,10 +89,22 @@ tree_checksums() {
 # replaced by a tmpfs holding only kheaders_blk.ko (and kheaders.ko, the
 # peer), as `make modules_install` and depmod leave them.
 # /tmp as on a real machine: on the guest's overlay root, bcc's rename of
-# its extraction directory into place fails (EXDEV). Mounted once; what was
-# in /tmp before is hidden from then on.
+# its extraction directory into place fails (EXDEV). Mounted once. Inputs
+# from the host that live in /tmp (a clone of the repository there, as in
+# CI) are bound back in; the rest of the old /tmp is hidden.
 tmp_on_tmpfs() {
-    [[ "$(stat -f -c %T /tmp)" == tmpfs ]] || mount -t tmpfs -o mode=1777,size=512M tmpfs /tmp
+    [[ "$(stat -f -c %T /tmp)" == tmpfs ]] && return 0
+    local old=/run/khb-host-tmp v p top
+    mkdir -p "$old" && mount --bind /tmp "$old"
+    mount -t tmpfs -o mode=1777,size=512M tmpfs /tmp
+    for v in KHB_REPO KHB_KERNEL_TREE KHB_MODULE KHB_IMAGE KHB_ARTIFACTS KHB_EDGE KHB_TOOL; do
+        p="${!v:-}"
+        [[ "$p" == /tmp/?* ]] || continue
+        top="${p#/tmp/}" && top="${top%%/*}"
+        mountpoint -q "/tmp/$top" && continue
+        if [[ -d "$old/$top" ]]; then mkdir -p "/tmp/$top"; else touch "/tmp/$top"; fi
+        mount --bind "$old/$top" "/tmp/$top"
+    done
 }
 
 no_headers_installed() {
