@@ -179,11 +179,11 @@ for k in "${kernels[@]}"; do
     say "kernel $k: VM tests ($suites) in one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU"
     vmlog="$(mktemp)"
     mkdir -p "$d"
+    vm_rc=0   # failed tests must not end this script (errexit, pipefail): they are counted
     "$REPO_ROOT/scripts/vm-run.sh" --kernel "$kernel" --timeout 1500 --log "$d/vm-console.log" -- \
         "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$module' \
                 KHB_IMAGE='$image' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
-         '$REPO_ROOT/tests/vm/run-suite.sh' $(printf '%q ' "${vm_filter[@]}") ${paths[*]}" | tee "$vmlog"
-    vm_rc=${PIPESTATUS[0]}
+         '$REPO_ROOT/tests/vm/run-suite.sh' $(printf '%q ' "${vm_filter[@]}") ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
     line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
     if [[ -z "$line" ]]; then
         echo "error: the $k VM run gave no result line (console log: $d/vm-console.log)" >&2
