@@ -110,20 +110,21 @@ impl Trailer {
     }
 }
 
-/// Make an image file of squashfs bytes: zero padding and the trailer, the
-/// length a multiple of [`IMAGE_ALIGN`].
-pub fn seal(
-    mut squashfs: Vec<u8>,
-    block_size: u32,
-    stats: &TreeStats,
-    release: Option<&str>,
-) -> Result<Vec<u8>> {
-    let used = squashfs.len() as u64;
-    let mut rel = [0u8; 64];
+/// The trailer's `kernel_release` field: the release, NUL-padded. Callers
+/// check it before the expensive work, so a bad release fails at once.
+pub fn release_field(release: Option<&str>) -> Result<[u8; 64]> {
+    let mut field = [0u8; 64];
     if let Some(r) = release {
         ensure!(r.len() < 64, "kernel release {r:?} is longer than 63 bytes");
-        rel[..r.len()].copy_from_slice(r.as_bytes());
+        field[..r.len()].copy_from_slice(r.as_bytes());
     }
+    Ok(field)
+}
+
+/// Make an image file of squashfs bytes: zero padding and the trailer, the
+/// length a multiple of [`IMAGE_ALIGN`]. `release` comes from [`release_field`].
+pub fn seal(mut squashfs: Vec<u8>, block_size: u32, stats: &TreeStats, release: [u8; 64]) -> Result<Vec<u8>> {
+    let used = squashfs.len() as u64;
     let padded = (used + TRAILER_SIZE as u64).div_ceil(IMAGE_ALIGN) * IMAGE_ALIGN;
     squashfs.resize(padded as usize - TRAILER_SIZE, 0);
     let mut trailer = Trailer {
@@ -138,12 +139,13 @@ pub fn seal(
         symlink_count: u32::try_from(stats.symlinks)?.into(),
         reserved0: 0.into(),
         uncompressed_bytes: stats.file_bytes.into(),
-        kernel_release: rel,
+        kernel_release: release,
         reserved1: 0.into(),
         trailer_crc32: 0.into(),
     };
     trailer.seal();
     squashfs.extend_from_slice(trailer.as_bytes());
+    debug_assert_eq!(squashfs.len() as u64 % IMAGE_ALIGN, 0);
     Ok(squashfs)
 }
 

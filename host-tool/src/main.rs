@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use kheaders_image::format::{parse_image, seal, COMPRESSOR_XZ};
+use kheaders_image::format::{parse_image, release_field, seal, COMPRESSOR_XZ};
 use kheaders_image::inspect::inspect;
 use kheaders_image::layout::LayoutKind;
 use kheaders_image::output::write_atomically;
@@ -189,6 +189,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { input, output, release } => {
+            let release = release_field(release.as_deref())?;
             let bytes = read_image(&input)?;
             let parsed = parse_image(&bytes).with_context(|| format!("{}", input.display()))?;
             if parsed.trailer.is_some() {
@@ -205,7 +206,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 eprintln!("kheaders-image: note: not an xz image: file counts recorded as 0");
                 Default::default()
             };
-            let image = seal(squashfs, sb.block_size.get(), &stats, release.as_deref())?;
+            let image = seal(squashfs, sb.block_size.get(), &stats, release)?;
             write_atomically(&output, &image)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -5,13 +5,14 @@
 //! compressed in parallel), and this module adds padding and the trailer the
 //! module checks.
 
+use anyhow::{ensure, Result};
+
 use crate::format;
 use crate::layout::{plan, LayoutKind};
 use crate::progress::Progress;
 use crate::squashfs::{self, DataStats, WriteOptions};
 use crate::tree::HeaderTree;
 use crate::xz::Xz;
-use anyhow::{ensure, Result};
 
 /// Default data block size. See docs/design.md for the measurements behind it.
 pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
@@ -64,6 +65,7 @@ pub struct Packed {
 /// [`format::IMAGE_ALIGN`].
 pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Result<Packed> {
     check_block_size(opts.block_size)?;
+    let release = format::release_field(opts.kernel_release.as_deref())?;
     progress.update("laying out", 0, 1);
     let placements = plan(tree, opts.layout);
     let xz = Xz::for_block_size(opts.block_size, opts.xz_preset);
@@ -75,6 +77,6 @@ pub fn pack(tree: &HeaderTree, opts: &PackOptions, progress: &Progress) -> Resul
     };
     let written = squashfs::write(tree, &placements, &xz, &wopts, progress)?;
     progress.finish();
-    let image = format::seal(written.image, opts.block_size, &tree.stats(), opts.kernel_release.as_deref())?;
+    let image = format::seal(written.image, opts.block_size, &tree.stats(), release)?;
     Ok(Packed { image, data: written.stats })
 }
