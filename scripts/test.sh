@@ -40,6 +40,10 @@ count_cargo() {   # sum "test result: ... N passed; M failed" lines of $1
     f=$(grep -E '^test result:' "$1" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ | bc)
     passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0}))
 }
+count_line() {   # add a "...: N passed, M failed" line to the totals
+    passed=$((passed + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$1")))
+    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$1")))
+}
 finish() {
     echo "$passed passed, $failed failed"
     [[ $failed == 0 && $passed -gt 0 ]]
@@ -87,8 +91,7 @@ log="$(mktemp)"
     grep -E '^(fuzz smoke|error)' || true
 line="$(grep -E '^fuzz smoke: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
 [[ -n "$line" ]] || step_failed "the fuzz smoke run did not run (see $log)"
-passed=$((passed + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")))
-failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
+count_line "$line"
 
 art="$KHB_CACHE/test-artifacts"
 rm -rf "$art" && mkdir -p "$art"
@@ -190,10 +193,8 @@ for k in "${kernels[@]}"; do
         failed=$((failed + 1))
         continue
     fi
-    p=$(sed -E 's/vm tests: ([0-9]+) passed.*/\1/' <<<"$line")
-    f=$(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")
-    passed=$((passed + p)) failed=$((failed + f))
-    if [[ $vm_rc != 0 && $f == 0 ]]; then
+    count_line "$line"
+    if [[ $vm_rc != 0 && $line == *" 0 failed" ]]; then
         echo "error: the $k VM run failed (exit $vm_rc) although its tests passed" >&2
         failed=$((failed + 1))
     fi

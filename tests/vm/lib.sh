@@ -85,9 +85,6 @@ tree_checksums() {
     (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 }
 
-# A system where the module is installed but no headers are: /lib/modules
-# replaced by a tmpfs holding only kheaders_blk.ko (and kheaders.ko, the
-# peer), as `make modules_install` and depmod leave them.
 # /tmp as on a real machine: on the guest's overlay root, bcc's rename of
 # its extraction directory into place fails (EXDEV). Mounted once. Inputs
 # from the host that live in /tmp (a clone of the repository there, as in
@@ -107,6 +104,9 @@ tmp_on_tmpfs() {
     done
 }
 
+# A system where the module is installed but no headers are: /lib/modules
+# replaced by a tmpfs holding only kheaders_blk.ko (and kheaders.ko, the
+# peer), as `make modules_install` and depmod leave them.
 no_headers_installed() {
     local REL
     REL="$(uname -r)"
