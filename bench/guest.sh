@@ -92,7 +92,7 @@ memory tar.xz tarball "" kheaders
 
 # bcc, from nothing loaded to the first event of the same kprobe program
 # (tests/vm/bcc-count-reads.py): bcc's own tarball extraction against
-# kheaders-mount. /tmp is a tmpfs (no_headers_installed), as bcc extracts there.
+# kheaders-mount. /tmp is a tmpfs (tmp_on_tmpfs, above), as bcc extracts there.
 bcc_first_event() {   # APPROACH: tarball | device
     local how="$1" r t0 t1 avail0 shmem0 rel
     rel=$(uname -r)
