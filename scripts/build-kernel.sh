@@ -21,6 +21,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 declare -A VARIANTS=(
     [x86]="x86_64 base x86"
     [x86-builtin]="x86_64 base x86 builtin"
+    [arm64]="arm64 base arm64"
+    [arm64-16k]="arm64 base arm64 arm64-16k"
 )
 # Variants with kheaders_blk in the kernel tree: scripts/integrate-kernel.sh
 # is applied to a private hard-link copy of the shared source, and the
@@ -43,11 +45,7 @@ read -r arch fragments <<<"${VARIANTS[$variant]}"
     die "$LINUX_SOURCE_TARBALL not found; run scripts/setup.sh first"
 command -v bindgen >/dev/null || die "bindgen not found; run scripts/setup.sh first"
 
-case "$arch" in
-    x86_64) kernel_arch=x86_64 cross="" image=arch/x86/boot/bzImage ;;
-    arm64) kernel_arch=arm64 cross=aarch64-linux-gnu- image=arch/arm64/boot/Image ;;
-    *) die "no toolchain settings for arch $arch" ;;
-esac
+arch_toolchain "$arch"
 command -v "${cross}gcc" >/dev/null || die "${cross}gcc not found; run scripts/setup.sh first"
 
 frag_files=()

@@ -14,6 +14,9 @@ BINDGEN_VERSION=0.73.2
 VIRTME_NG_VERSION=1.42
 LINUX_SOURCE_PKG=linux-source-6.12
 LINUX_SOURCE_TARBALL=/usr/src/linux-source-6.12.tar.xz
+# Static arm64 busybox and bash (Debian's), unpacked by setup.sh: the arm64
+# test VM's userland.
+ARM64_USERLAND="$KHB_CACHE/arm64-userland"
 
 case ":$PATH:" in
     *":$HOME/.cargo/bin:"*) ;;
@@ -27,6 +30,33 @@ say()  { printf '==> %s\n' "$*" >&2; }
 die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
+
+# arch_toolchain ARCH: for a variant's ARCH (scripts/build-kernel.sh), sets
+# kernel_arch (make's ARCH), cross (CROSS_COMPILE) and image (the boot image
+# in a build tree).
+arch_toolchain() {
+    case "$1" in
+        x86_64) kernel_arch=x86_64 cross="" image=arch/x86/boot/bzImage ;;
+        arm64) kernel_arch=arm64 cross=aarch64-linux-gnu- image=arch/arm64/boot/Image ;;
+        *) die "no toolchain settings for arch $1" ;;
+    esac
+}
+
+# tree_arch KERNEL_TREE: the ARCH of a configured kernel tree. A build tree
+# does not remember the ARCH it was made with.
+tree_arch() {
+    if grep -q '^CONFIG_ARM64=y' "$1/.config"; then echo arm64
+    elif grep -q '^CONFIG_X86_64=y' "$1/.config"; then echo x86_64
+    else die "$1: not a configured x86_64 or arm64 kernel tree"; fi
+}
+
+# make_in_tree KERNEL_TREE ARGS...: make -C KERNEL_TREE with the ARCH and
+# cross compiler it was built with (for M= modules).
+make_in_tree() {
+    local kernel_arch cross image
+    arch_toolchain "$(tree_arch "$1")"
+    make -C "$1" ARCH="$kernel_arch" ${cross:+CROSS_COMPILE=$cross} "${@:2}"
+}
 
 # kmod_sources [DIR]: the driver's source files in DIR (default kmod/), one
 # per line: what build_module and scripts/integrate-kernel.sh copy, and what
@@ -55,6 +85,6 @@ build_module() {
     rm -rf "$dir/kmod" && mkdir -p "$dir/kmod"
     cp "$REPO_ROOT/Kbuild" "$dir/"
     kmod_sources | xargs -d '\n' cp -t "$dir/kmod/"
-    make -C "$ktree" -s M="$dir" KHEADERS_TOOL="$REPO_ROOT/target/release/kheaders-image" \
+    make_in_tree "$ktree" -s M="$dir" KHEADERS_TOOL="$REPO_ROOT/target/release/kheaders-image" \
         ${image:+KHEADERS_IMAGE="$image"} modules
 }

@@ -4,7 +4,10 @@
 #
 #   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev,
 #                     the real clients (bcc, bpftrace) and dmsetup for the VM tests,
-#                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys)
+#                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys),
+#                     the arm64 cross compiler and qemu-system-aarch64
+#   Debian (arm64)    busybox-static and bash-static for the arm64 test VM's
+#                     initramfs, downloaded and unpacked into $ARM64_USERLAND
 #   rustup            the rust-src component (the kernel builds core/alloc)
 #   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)
 #   PyPI              virtme-ng $VIRTME_NG_VERSION in $KHB_CACHE/venv
@@ -15,6 +18,7 @@ APT_PACKAGES=(
     gcc g++ make flex bison bc cpio perl kmod
     libelf-dev libssl-dev libclang-dev
     qemu-system-x86 udev python3 python3-venv util-linux
+    gcc-aarch64-linux-gnu qemu-system-arm
     squashfs-tools xz-utils tar
     bpfcc-tools python3-bpfcc bpftrace dmsetup systemd
 )
@@ -58,4 +62,31 @@ else
     mkdir -p "$KHB_CACHE"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION"
+fi
+
+# The arm64 guest's userland: static busybox (the commands) and bash (the
+# test runner), arm64 builds from the Debian archive, unpacked, not installed.
+if [[ -x "$ARM64_USERLAND/bin/busybox" && -x "$ARM64_USERLAND/bin/bash-static" ]]; then
+    say "apt (arm64): $(cat "$ARM64_USERLAND/versions") present in $ARM64_USERLAND"
+else
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        say "dpkg: adding the arm64 architecture (for apt-get download of arm64 packages)"
+        sudo_if_needed dpkg --add-architecture arm64
+        sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    fi
+    say "apt (arm64): downloading busybox-static and bash-static into $ARM64_USERLAND"
+    tmp="$(mktemp -d)"
+    as_root=()   # as root, apt would drop to _apt, which cannot write to $tmp
+    [[ $(id -u) == 0 ]] && as_root=(-o APT::Sandbox::User=root)
+    download() {
+        (cd "$tmp" && apt-get download -q "${as_root[@]}" busybox-static:arm64 bash-static:arm64 >/dev/null)
+    }
+    download || { sudo_if_needed apt-get update -q >/dev/null && download; } ||
+        die "apt-get download of busybox-static:arm64 bash-static:arm64 failed"
+    rm -rf "$ARM64_USERLAND" && mkdir -p "$ARM64_USERLAND"
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$ARM64_USERLAND"; done
+    (cd "$tmp" && ls *.deb) >"$ARM64_USERLAND/versions"
+    rm -rf "$tmp"
+    [[ -x "$ARM64_USERLAND/bin/busybox" && -x "$ARM64_USERLAND/bin/bash-static" ]] ||
+        die "the arm64 packages did not contain bin/busybox and bin/bash-static"
 fi

@@ -22,6 +22,8 @@ PLAN=(
     "x86: harness module layout clients"
     "x86-builtin: builtin"
     "x86-builtin+corrupt-image: builtin-corrupt"
+    "arm64: harness essentials"
+    "arm64-16k: harness essentials"
 )
 
 vm_filter=() only=""
@@ -130,16 +132,27 @@ echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
 "$TOOL" pack -q "$other" -o "$art/other-release.img" || step_failed "packing $other failed"
 
 # --- Per kernel: what the suites need, then one boot ----------------------
-# modules_for KERNEL_TREE DIR: kheaders_blk as kmod/Kbuild builds it (the
-# image packed from that tree), the sample module, and variants around
-# unusual images, in DIR.
+# modules_for KERNEL_TREE DIR SUITES: kheaders_blk as kmod/Kbuild builds it
+# (the image packed from that tree) and the sample module, in DIR; for the
+# module and layout suites also variants around unusual images, for the
+# essentials suite a manifest of upstream's tarball.
 modules_for() {
-    local kt="$1" d="$2"
+    local kt="$1" d="$2" suites=" $3 "
     mkdir -p "$d"
     build_module "$kt" "$d/main" || step_failed "kheaders_blk build against $kt failed"
-    cp -r tests/sample-module "$d/sample" && make -C "$kt" -s M="$d/sample" modules ||
+    cp -r tests/sample-module "$d/sample" && make_in_tree "$kt" -s M="$d/sample" modules ||
         step_failed "sample module build failed"
     cp "$d/sample/khb_sample.ko" "$d/"
+    if [[ "$suites" == *" essentials "* ]]; then
+        # What upstream's tarball holds, for a busybox guest to compare with.
+        rm -rf "$d/upstream" && mkdir -p "$d/upstream" &&
+            tar -xJf "$kt/kernel/kheaders_data.tar.xz" -C "$d/upstream" &&
+            rm -f "$d/upstream/include/generated/utsversion.h" &&   # by build order; docs/design.md
+            tests/vm/tree-manifest.sh "$d/upstream" >"$d/upstream.manifest" ||
+            step_failed "manifest of $kt/kernel/kheaders_data.tar.xz failed"
+        rm -rf "$d/upstream"
+    fi
+    [[ "$suites" == *" module "* || "$suites" == *" layout "* ]] || return 0
     local image="$d/main/kmod/kheaders.img" v
     v() {   # NAME IMAGE: kheaders_blk built around IMAGE, in DIR/NAME
         build_module "$kt" "$d/$1" "$2" || step_failed "module build with $2 failed"
@@ -165,7 +178,9 @@ for k in "${kernels[@]}"; do
     say "kernel $k: build"
     KTREE="$("$REPO_ROOT/scripts/build-kernel.sh" "${k%%+*}")" || step_failed "$k kernel build failed"
     d="$art/$k"
-    kernel="$KTREE/arch/x86/boot/bzImage" module="$d/main/kmod/kheaders_blk.ko" image="$d/main/kmod/kheaders.img"
+    arch="$(tree_arch "$KTREE")" && arch_toolchain "$arch"   # sets $image: the boot image
+    kernel="$KTREE/$image"
+    module="$d/main/kmod/kheaders_blk.ko" image="$d/main/kmod/kheaders.img"
     if grep -q '^CONFIG_KHEADERS_BLK=y' "$KTREE/.config"; then
         # Built in: the image is the one the kernel build packed; no modules.
         module="" image="$KTREE/drivers/block/kheaders_blk/kheaders.img"
@@ -175,7 +190,7 @@ for k in "${kernels[@]}"; do
         fi
     else
         say "kernel $k: modules"
-        modules_for "$KTREE" "$d"
+        modules_for "$KTREE" "$d" "$suites"
     fi
     paths=()
     for s in $suites; do paths+=("'$REPO_ROOT/tests/vm/$s.sh'"); done
@@ -183,10 +198,11 @@ for k in "${kernels[@]}"; do
     vmlog="$(mktemp)"
     mkdir -p "$d"
     vm_rc=0   # failed tests must not end this script (errexit, pipefail): they are counted
-    "$REPO_ROOT/scripts/vm-run.sh" --kernel "$kernel" --timeout 1500 --log "$d/vm-console.log" -- \
+    "$REPO_ROOT/scripts/vm-run.sh" --arch "$arch" --kernel "$kernel" --timeout 1500 --log "$d/vm-console.log" -- \
         "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$module' \
-                KHB_IMAGE='$image' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
-         '$REPO_ROOT/tests/vm/run-suite.sh' $(printf '%q ' "${vm_filter[@]}") ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
+                KHB_IMAGE='$image' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' \
+                KHB_MANIFEST='$d/upstream.manifest' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
+         '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]:+$(printf '%q ' "${vm_filter[@]}")} ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
     line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
     if [[ -z "$line" ]]; then
         echo "error: the $k VM run gave no result line (console log: $d/vm-console.log)" >&2

@@ -19,7 +19,7 @@ use kheaders_image::progress::Progress;
 use kheaders_image::select::KernelTree;
 use kheaders_image::time::{image_time_from_env, parse_date};
 use kheaders_image::tree::HeaderTree;
-use kheaders_image::verify::compare;
+use kheaders_image::verify::{compare, drop_build_order_entries};
 
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
@@ -226,13 +226,16 @@ fn run(cmd: Command) -> Result<ExitCode> {
             parsed.check_crc().with_context(|| format!("{}", image.display()))?;
             let actual =
                 HeaderTree::from_image_bytes(&bytes).with_context(|| format!("{}", image.display()))?;
-            let expected = if reference.is_dir() {
+            let mut expected = if reference.is_dir() {
                 HeaderTree::from_dir(&reference)?
             } else if reference.exists() {
                 HeaderTree::from_tarball(&reference)?
             } else {
                 bail!("reference {} does not exist", reference.display());
             };
+            if let Some(path) = drop_build_order_entries(&mut expected, &actual) {
+                println!("note: the reference's {path} is not compared (left out of images by design)");
+            }
             let diffs = compare(&expected, &actual);
             let s = expected.stats();
             if diffs.is_empty() {

@@ -142,7 +142,10 @@ fn host_arch() -> Option<String> {
     Some(arch.to_string())
 }
 
-const UTSVERSION_H: &str = "include/generated/utsversion.h";
+/// Never selected (docs/design.md, "Selection"). Upstream's tarball has it or
+/// not depending on whether the vmlinux link had written it when
+/// `gen_kheaders.sh` ran: parallel make decides.
+pub const UTSVERSION_H: &str = "include/generated/utsversion.h";
 
 /// One selected entry: where it is on disk and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

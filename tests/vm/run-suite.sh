@@ -27,10 +27,10 @@ for suite in "${suites[@]}"; do
     for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
         [[ -n "$filter" && ! "$name/$t" =~ $filter ]] && { unset -f "$t"; continue; }
         before=$(dmesg | wc -l)
-        start=$(date +%s.%N)
+        start=$EPOCHREALTIME   # (busybox date has no %N)
         out="$( (set -eE -o pipefail; trap 'echo "  at line $LINENO: $BASH_COMMAND" >&2' ERR; cd /; "$t") 2>&1)"
         rc=$?
-        secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
+        secs=$(printf '%.1f' "$(echo "$EPOCHREALTIME - $start" | bc)")
         oops="$(dmesg | tail -n +"$((before + 1))" | grep -E 'BUG: |Oops|WARNING: |Call Trace|general protection' || true)"
         if [[ $rc == 0 && -z "$oops" ]]; then
             passed=$((passed + 1))

@@ -1,0 +1,111 @@
+# What must hold for kheaders_blk on any architecture and page size, checked
+# with nothing but busybox and bash in the guest (the arm64 VMs). The oracle
+# for the mount is $KHB_MANIFEST: tests/vm/tree-manifest.sh of upstream's
+# kheaders_data.tar.xz of the same build, extracted on the host. A clean
+# kernel log is checked by run-suite.sh (each test) and vm-run.sh (the boot).
+
+ESS_MNT=/tmp/khb-essentials
+
+# Each test runs in a subshell: leave no mount or module behind for the next
+# one, even when failing.
+leave_clean() {
+    trap 'umount "$ESS_MNT" 2>/dev/null || true; rmmod kheaders_blk 2>/dev/null || true' EXIT
+}
+
+# PAGE_SIZE of the running kernel, from the auxiliary vector (AT_PAGESZ = 6):
+# busybox has no getconf.
+kernel_page_size() {
+    od -An -v -tu8 /proc/self/auxv |
+        awk '{ for (i = 1; i <= NF; i++) v[n++] = $i }
+             END { for (i = 0; i < n; i += 2) if (v[i] == 6) print v[i + 1] }'
+}
+
+# The page size the kernel was configured with.
+configured_page_size() {
+    local c="$KHB_KERNEL_TREE/.config"
+    if grep -q '^CONFIG_ARM64_16K_PAGES=y' "$c"; then echo 16384
+    elif grep -q '^CONFIG_ARM64_64K_PAGES=y' "$c"; then echo 65536
+    else echo 4096; fi
+}
+
+test_kernel_runs_with_its_configured_page_size() {
+    expect_eq "$(kernel_page_size)" "$(configured_page_size)" "AT_PAGESZ"
+}
+
+test_module_loads() {
+    leave_clean
+    load_kheaders_blk
+    module_loaded kheaders_blk || fail "kheaders_blk not in /proc/modules"
+    dmesg | grep -q "kheaders_blk: /dev/kheaders0: headers of $(uname -r), squashfs-xz" ||
+        fail "no load line naming the device and kernel: $(dmesg | grep kheaders_blk | tail -n2)"
+    expect_eq "$(cat /sys/block/kheaders0/ro)" 1 "/sys/block/kheaders0/ro"
+    unload_kheaders_blk
+}
+
+test_device_size_and_block_size_follow_the_page_size() {
+    leave_clean
+    load_kheaders_blk
+    local page size q=/sys/block/kheaders0/queue
+    page=$(kernel_page_size)
+    size=$(stat -c %s "$KHB_IMAGE")
+    expect_eq "$(( size % page ))" 0 "image size modulo the page size (the host tool pads to 64 KiB)"
+    expect_eq "$(blockdev --getsize64 /dev/kheaders0)" "$size" "device size"
+    expect_eq "$(cat "$q/logical_block_size")" "$page" "logical_block_size"
+    expect_eq "$(cat "$q/physical_block_size")" "$page" "physical_block_size"
+    expect_eq "$(blockdev --getss /dev/kheaders0)" "$page" "BLKSSZGET"
+    cmp /dev/kheaders0 "$KHB_IMAGE" || fail "device bytes differ from the image"
+    unload_kheaders_blk
+}
+
+test_mount_matches_upstream_manifest() {
+    leave_clean
+    load_kheaders_blk
+    mkdir -p "$ESS_MNT"
+    mount -t squashfs -o ro /dev/kheaders0 "$ESS_MNT"
+    "$KHB_REPO/tests/vm/tree-manifest.sh" "$ESS_MNT" >/tmp/khb-mount.manifest
+    diff "$KHB_MANIFEST" /tmp/khb-mount.manifest >/tmp/khb-manifest.diff ||
+        fail "the mount differs from upstream's tarball: $(head -n 20 /tmp/khb-manifest.diff)"
+    local files
+    files=$(grep -c '^sha256 ' "$KHB_MANIFEST")
+    [[ $files -gt 5000 ]] || fail "only $files files in the manifest"
+    grep -q " ./arch/arm64/include/asm/page.h\$" "$KHB_MANIFEST" || fail "no arm64 headers in the manifest"
+    echo "  identical: $files files, $(grep -c '^mode 4' "$KHB_MANIFEST") directories, $(grep -c '^link ' "$KHB_MANIFEST") symlinks"
+    umount "$ESS_MNT"
+    unload_kheaders_blk
+}
+
+test_writes_fail() {
+    leave_clean
+    load_kheaders_blk
+    local before page
+    page=$(kernel_page_size)
+    before=$(sha256sum </dev/kheaders0)
+    expect_fails "buffered write" dd if=/dev/zero of=/dev/kheaders0 bs="$page" count=1 conv=notrunc status=none
+    expect_fails "O_DIRECT write" dd if=/dev/zero of=/dev/kheaders0 bs="$page" count=1 oflag=direct conv=notrunc status=none
+    expect_fails "BLKROSET to read-write" blockdev --setrw /dev/kheaders0
+    expect_eq "$(blockdev --getro /dev/kheaders0)" 1 "BLKROGET after --setrw"
+    mkdir -p "$ESS_MNT"
+    # Asked for read-write, busybox mount falls back to read-only.
+    mount -t squashfs -o rw /dev/kheaders0 "$ESS_MNT"
+    grep -q "^/dev/kheaders0 $ESS_MNT squashfs ro[ ,]" /proc/mounts ||
+        fail "not mounted read-only: $(grep kheaders0 /proc/mounts)"
+    expect_fails "create a file in the mount" touch "$ESS_MNT/new-file"
+    expect_fails "append to a file in the mount" sh -c "echo x >>'$ESS_MNT/include/linux/kconfig.h'"
+    umount "$ESS_MNT"
+    drop_caches
+    expect_eq "$(sha256sum </dev/kheaders0)" "$before" "device bytes after the write attempts"
+    unload_kheaders_blk
+}
+
+test_rmmod_refused_while_mounted() {
+    leave_clean
+    load_kheaders_blk
+    mkdir -p "$ESS_MNT"
+    mount -t squashfs -o ro /dev/kheaders0 "$ESS_MNT"
+    expect_fails "rmmod while mounted" rmmod kheaders_blk
+    module_loaded kheaders_blk || fail "module gone although rmmod failed"
+    cat "$ESS_MNT/include/linux/kconfig.h" >/dev/null || fail "mount broken after the refused rmmod"
+    umount "$ESS_MNT"
+    unload_kheaders_blk
+    [[ ! -d /sys/block/kheaders0 ]] || fail "/sys/block/kheaders0 still there"
+}
