@@ -31,6 +31,7 @@ use kernel::ffi::{c_int, c_ulong};
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::{Arc, LockClassKey};
+use kernel::types::Opaque;
 use kernel::ThisModule;
 
 /// The C half of the module, `helpers.c` (linked into the same `.ko`, see `Kbuild`).
@@ -48,6 +49,11 @@ mod c_helpers {
         pub(super) fn khb_flush_dcache_page(page: *mut bindings::page);
         /// `nth_page(page, n)`.
         pub(super) fn khb_nth_page(page: *mut bindings::page, n: c_ulong) -> *mut bindings::page;
+        /// `init_completion(released)`, and `disk->private_data = released`
+        /// for [`khb_free_disk`].
+        pub(super) fn khb_disk_release_init(disk: *mut bindings::gendisk, released: *mut bindings::completion);
+        /// The disk's `fops->free_disk`: `complete(disk->private_data)`.
+        pub(super) fn khb_free_disk(disk: *mut bindings::gendisk);
     }
 }
 
@@ -130,10 +136,11 @@ pub(crate) fn tag_set_without_default_scheduler<T: Operations>(
 /// The disk's `block_device_operations`: `owner` set, so that an open or
 /// mounted disk pins the module, and BLKROSET to read-write refused.
 ///
-/// Meant for a `static` of the module, as C drivers do: the gendisk may be
+/// Meant for a `static` of the module, as C drivers do. The gendisk may be
 /// released after `put_disk()` (a racing opener holds the last reference)
-/// and `disk_release()` reads `fops` then, so the table must live as long
-/// as the module.
+/// and `disk_release()` reads `fops` then: its `free_disk` hook tells
+/// [`ReadOnlyDisk`]'s drop that this has happened, so the module (this table
+/// and the hook's code) outlives every use.
 #[repr(transparent)]
 pub(crate) struct DiskOps(bindings::block_device_operations);
 
@@ -147,6 +154,7 @@ impl DiskOps {
         let mut ops: bindings::block_device_operations = unsafe { core::mem::zeroed() };
         ops.owner = owner.as_ptr();
         ops.set_read_only = Some(refuse_read_write);
+        ops.free_disk = Some(c_helpers::khb_free_disk);
         DiskOps(ops)
     }
 }
@@ -208,10 +216,15 @@ impl DiskLimits {
 ///   `_tagset` and `device_add_disk()` added successfully, and that has not
 ///   been deleted (`del_gendisk()`) or put (`put_disk()`): this value owns
 ///   the reference `__blk_mq_alloc_disk()` returned.
-/// - `(*disk).fops` points to a `'static` [`DiskOps`].
+/// - `(*disk).fops` points to a `'static` [`DiskOps`], whose `free_disk`
+///   completes `(*disk).private_data`, which points to `released`, an
+///   initialized completion.
 /// - `_tagset` is the tag set the disk's queue was allocated on.
 pub(crate) struct ReadOnlyDisk<T: Operations> {
     disk: NonNull<bindings::gendisk>,
+    /// Completed by `disk_release()` (through `free_disk`) after its last
+    /// read of `fops`. Boxed: its address is in the gendisk.
+    released: KBox<Opaque<bindings::completion>>,
     /// The queue refers to the tag set until `del_gendisk()` detaches it
     /// (`blk_mq_exit_queue()`); kept until after that in `drop`.
     _tagset: Arc<TagSet<T>>,
@@ -251,6 +264,7 @@ impl<T: Operations> ReadOnlyDisk<T> {
         lim.max_segments = limits.max_segments;
         lim.max_segment_size = limits.max_segment_size;
 
+        let released = KBox::new(Opaque::uninit(), GFP_KERNEL)?;
         let set = raw_tag_set(&tagset);
         // `LockClassKey` is `#[repr(transparent)]` over `Opaque<lock_class_key>`
         // (layout checked above); its accessor is crate-private in 6.12.
@@ -269,10 +283,13 @@ impl<T: Operations> ReadOnlyDisk<T> {
 
         // SAFETY: `d` is a valid gendisk that is not yet visible to anyone
         // else (not added), so plain writes to its fields are fine. `ops` is
-        // `'static`. The name is at most 32 bytes with its NUL, the size of
+        // `'static`. `released` is valid, writable memory for a completion,
+        // boxed (it does not move) and kept with the disk until after its
+        // release. The name is at most 32 bytes with its NUL, the size of
         // `disk_name`.
         unsafe {
             (*d).fops = &ops.0;
+            c_helpers::khb_disk_release_init(d, released.get());
             (*d).flags |= bindings::GENHD_FL_NO_PART as c_int;
             for (dst, &src) in (*d).disk_name.iter_mut().zip(name) {
                 *dst = src as _;
@@ -293,9 +310,11 @@ impl<T: Operations> ReadOnlyDisk<T> {
             return Err(e);
         }
         // INVARIANT: allocated on `tagset`, added, neither deleted nor put;
-        // `fops` is `ops`, which is `'static`.
+        // `fops` is `ops`, which is `'static`; `private_data` is `released`,
+        // initialized by `khb_disk_release_init()`.
         Ok(ReadOnlyDisk {
             disk,
+            released,
             _tagset: tagset,
         })
     }
@@ -316,11 +335,17 @@ impl<T: Operations> Drop for ReadOnlyDisk<T> {
         // body), as `disk_release()` (block/genhd.c) expects: "the tagset can
         // be gone by the time the disk is released once it was added".
         // `put_disk()` drops our reference; whoever drops the last one
-        // (an opener that failed on the dead disk) runs `disk_release()`,
-        // which reads `fops`: `'static` by the type invariants.
+        // (we, or an opener that failed on the dead disk) runs
+        // `disk_release()`, which reads `fops` and then, the disk having been
+        // added, calls `free_disk`, which completes `released`. Waiting for
+        // that keeps the module, and so `fops`, alive until then; the wait is
+        // short, since an open disk pins the module (rmmod never gets here).
+        // `released` is freed only after this body, once `complete()` has let
+        // go of it (a completion may be freed as soon as its waiter returns).
         unsafe {
             bindings::del_gendisk(self.disk.as_ptr());
             bindings::put_disk(self.disk.as_ptr());
+            bindings::wait_for_completion(self.released.get());
         }
     }
 }

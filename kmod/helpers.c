@@ -8,17 +8,23 @@
  *   inline on riscv (real work: clears PG_dcache_clean) and on x86,
  *   loongarch and um (asm-generic/cacheflush.h, a no-op).
  * - nth_page(): a macro (include/linux/mm.h).
+ * - init_completion(): a static inline; and the disk's free_disk hook,
+ *   which completes it.
  *
  * The Rust declarations are in blk_ext.rs, the only Rust file that touches
  * bindings; keep the two in step. Not exported: they are linked into this
  * module only.
  */
 
+#include <linux/blkdev.h>
+#include <linux/completion.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
 
 void khb_flush_dcache_page(struct page *page);
 struct page *khb_nth_page(struct page *page, unsigned long n);
+void khb_disk_release_init(struct gendisk *disk, struct completion *released);
+void khb_free_disk(struct gendisk *disk);
 
 /* After the CPU wrote to @page through a kernel mapping, as memcpy_to_page() does. */
 void khb_flush_dcache_page(struct page *page)
@@ -35,4 +41,28 @@ void khb_flush_dcache_page(struct page *page)
 struct page *khb_nth_page(struct page *page, unsigned long n)
 {
 	return nth_page(page, n);
+}
+
+/*
+ * The last reference to an added disk can go after put_disk() returned (an
+ * opener that raced with del_gendisk() holds it; DEBUG_KOBJECT_RELEASE
+ * delays every release by seconds), and disk_release() (block/genhd.c) then
+ * reads fops, which is module data. It calls fops->free_disk just after
+ * that read: khb_free_disk() completes @released, which ReadOnlyDisk's drop
+ * waits for, so the module outlives the read.
+ */
+void khb_disk_release_init(struct gendisk *disk, struct completion *released)
+{
+	init_completion(released);
+	disk->private_data = released;
+}
+
+/*
+ * fops->free_disk. One call and the return: the waiter may free the module
+ * as soon as complete() has released the completion's lock, and
+ * free_module() waits for an RCU grace period before it frees the text.
+ */
+void khb_free_disk(struct gendisk *disk)
+{
+	complete(disk->private_data);
 }
