@@ -17,6 +17,7 @@
 # command's; 124 if the VM did not finish in time; 125 if the kernel
 # panicked, oopsed or warned (the log tail is printed either way).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$REPO_ROOT/tests/vm/kernel-reports.sh"
 
 arch=x86_64 timeout_s=600 cpus=2 memory=2G kernel="" log="" rwdirs=() append=""
 while [[ $# -gt 0 ]]; do
@@ -179,7 +180,7 @@ if [[ $rc == 124 || $rc == 137 ]]; then
     echo "vm-run: the VM did not finish within ${timeout_s}s (hang?)" >&2
     exit 124
 fi
-if grep -qE 'Kernel panic|BUG: |Oops|WARNING: |general protection fault|Call [Tt]race:' "$log"; then
+if grep -qE "$KERNEL_REPORT_RE" "$log"; then
     show_log_tail
     echo "vm-run: the kernel panicked, oopsed or warned (full console log: $log)" >&2
     exit 125

@@ -2,12 +2,13 @@
 # Runs inside the test VM: every `test_*` function of the given suite files,
 # each in its own subshell with errexit, and prints one line per test and a
 # final "vm tests: N passed, M failed". A test also fails if the kernel logged
-# an oops, BUG or WARNING while it ran.
+# an oops, BUG, WARNING or stack dump while it ran (tests/vm/kernel-reports.sh).
 #
 #   tests/vm/run-suite.sh [-k REGEX] tests/vm/harness.sh tests/vm/module.sh
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
+source "$HERE/kernel-reports.sh"
 
 filter=""
 suites=()
@@ -31,7 +32,7 @@ for suite in "${suites[@]}"; do
         out="$( (set -eE -o pipefail; trap 'echo "  at line $LINENO: $BASH_COMMAND" >&2' ERR; cd /; "$t") 2>&1)"
         rc=$?
         secs=$(printf '%.1f' "$(echo "$EPOCHREALTIME - $start" | bc)")
-        oops="$(dmesg | tail -n +"$((before + 1))" | grep -E 'BUG: |Oops|WARNING: |Call Trace|general protection' || true)"
+        oops="$(dmesg | tail -n +"$((before + 1))" | grep -E "$KERNEL_REPORT_RE" || true)"
         if [[ $rc == 0 && -z "$oops" ]]; then
             passed=$((passed + 1))
             echo "ok   $name/$t (${secs}s)"
