@@ -82,6 +82,21 @@ fn capacity_bytes() -> u64 {
 
 static DISK_OPS: DiskOps = DiskOps::new(&THIS_MODULE);
 
+fn setup_disk() -> Result<ReadOnlyDisk<ImageDisk>> {
+    // One hardware queue, 64 tags, no I/O scheduler by default.
+    let tagset = Arc::pin_init(
+        blk_ext::tag_set_without_default_scheduler(1, 64, 1),
+        GFP_KERNEL,
+    )?;
+    ReadOnlyDisk::add(
+        DISK_NAME,
+        capacity_bytes() / SECTOR_SIZE,
+        &disk_limits(),
+        tagset,
+        &DISK_OPS,
+    )
+}
+
 struct KheadersBlk {
     /// `Option` only so that `drop` can log after the disk is gone.
     disk: Option<ReadOnlyDisk<ImageDisk>>,
@@ -105,18 +120,9 @@ impl kernel::Module for KheadersBlk {
                 );
             }
         }
-        // One hardware queue, 64 tags, no I/O scheduler by default.
-        let tagset = Arc::pin_init(
-            blk_ext::tag_set_without_default_scheduler(1, 64, 1),
-            GFP_KERNEL,
-        )?;
-        let disk = ReadOnlyDisk::add(
-            DISK_NAME,
-            capacity_bytes() / SECTOR_SIZE,
-            &disk_limits(),
-            tagset,
-            &DISK_OPS,
-        )?;
+        let disk = setup_disk().inspect_err(|e| {
+            pr_err!("setting up /dev/{} failed: error {}\n", DISK_NAME, e.to_errno())
+        })?;
         pr_info!(
             "/dev/{}: headers of {}, squashfs-xz {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
             DISK_NAME,
