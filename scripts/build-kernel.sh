@@ -23,6 +23,12 @@ declare -A VARIANTS=(
     [x86-builtin]="x86_64 base x86 builtin"
     [arm64]="arm64 base arm64"
     [arm64-16k]="arm64 base arm64 arm64-16k"
+    [x86-debug]="x86_64 base x86 debug"
+)
+# variant: compiler, where it is not gcc. 6.12 allows RUST with KASAN only
+# when CC_IS_CLANG; clang-$LLVM_VERSION is the libclang bindgen uses.
+declare -A COMPILER=(
+    [x86-debug]=clang
 )
 # Variants with kheaders_blk in the kernel tree: scripts/integrate-kernel.sh
 # is applied to a private hard-link copy of the shared source, and the
@@ -46,7 +52,15 @@ read -r arch fragments <<<"${VARIANTS[$variant]}"
 command -v bindgen >/dev/null || die "bindgen not found; run scripts/setup.sh first"
 
 arch_toolchain "$arch"
-command -v "${cross}gcc" >/dev/null || die "${cross}gcc not found; run scripts/setup.sh first"
+compiler="${COMPILER[$variant]:-gcc}"
+case "$compiler" in
+    gcc) cc_args=(HOSTCC=gcc CC="${cross}gcc") cc_tools=("${cross}gcc") ;;
+    clang) cc_args=(LLVM="-$LLVM_VERSION") cc_tools=("clang-$LLVM_VERSION" "ld.lld-$LLVM_VERSION" "llvm-ar-$LLVM_VERSION") ;;
+    *) die "unknown compiler $compiler for variant $variant" ;;
+esac
+for t in "${cc_tools[@]}"; do
+    command -v "$t" >/dev/null || die "$t not found; run scripts/setup.sh first"
+done
 
 frag_files=()
 for f in $fragments; do
@@ -63,7 +77,7 @@ key_input="$(
     sed -n '/^# KEY-BEGIN/,/^# KEY-END/p' "${BASH_SOURCE[0]}"
     rustc -vV
     bindgen --version
-    "${cross}gcc" --version | head -n1
+    for t in "${cc_tools[@]}"; do "$t" --version | head -n1; done
 )"
 if [[ -n "${IN_TREE[$variant]:-}" ]]; then
     key_input+="$(
@@ -122,7 +136,7 @@ fi
 # KEY-BEGIN (this block is part of the cache key)
 kmake() {
     make -C "$src" O="$build" -s ARCH="$kernel_arch" ${cross:+CROSS_COMPILE=$cross} \
-        RUSTC=rustc BINDGEN=bindgen HOSTCC=gcc CC="${cross}gcc" "$@"
+        RUSTC=rustc BINDGEN=bindgen "${cc_args[@]}" "$@"
 }
 say "configuring $variant ($arch): tinyconfig + ${fragments// /, }"
 rm -rf "$build" && mkdir -p "$build"
@@ -161,14 +175,14 @@ if [[ $missing != 0 ]]; then
     die "$variant kernel config lost options from its fragments (see above)"
 fi
 
-say "building $variant kernel and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), ${cross}gcc, $JOBS jobs (first build: several minutes)"
+say "building $variant kernel and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), ${cc_tools[0]}, $JOBS jobs (first build: several minutes)"
 kmake -j"$JOBS" "${make_args[@]}" all
 [[ -f "$build/$image" ]] || die "$variant kernel build finished without $image"
 grep -q '^CONFIG_KHEADERS_BLK=y' "$build/.config" && ! grep -q ' __kheaders_blk_init$' "$build/System.map" &&
     die "$variant kernel build finished without kheaders_blk in vmlinux"
 # The recipe's make command for this build, for scripts that run make in it
 # later (scripts/kernel-overlay.sh): the same arguments rebuild nothing.
-{ declare -p src build kernel_arch cross make_args; declare -f kmake; } >"$dir/kmake.sh"
+{ declare -p src build kernel_arch cross cc_args make_args; declare -f kmake; } >"$dir/kmake.sh"
 grep -q '^CONFIG_IKHEADERS=m' "$build/.config" && [[ ! -f "$build/kernel/kheaders.ko" ]] &&
     die "$variant kernel build finished without kernel/kheaders.ko"
 echo "$variant" >"$dir/variant"

@@ -14,6 +14,8 @@ BINDGEN_VERSION=0.73.2
 VIRTME_NG_VERSION=1.42
 LINUX_SOURCE_PKG=linux-source-6.12
 LINUX_SOURCE_TARBALL=/usr/src/linux-source-6.12.tar.xz
+# clang for the kernel variants that need it (Debian 12's, as libclang-dev).
+LLVM_VERSION=14
 # Static arm64 busybox and bash (Debian's), unpacked by setup.sh: the arm64
 # test VM's userland.
 ARM64_USERLAND="$KHB_CACHE/arm64-userland"
@@ -50,12 +52,16 @@ tree_arch() {
     else die "$1: not a configured x86_64 or arm64 kernel tree"; fi
 }
 
-# make_in_tree KERNEL_TREE ARGS...: make -C KERNEL_TREE with the ARCH and
-# cross compiler it was built with (for M= modules).
+# make_in_tree KERNEL_TREE ARGS...: make -C KERNEL_TREE with the ARCH, cross
+# compiler and compiler (LLVM=-N for a clang build) it was built with (for
+# M= modules).
 make_in_tree() {
-    local kernel_arch cross image
+    local kernel_arch cross image llvm=()
     arch_toolchain "$(tree_arch "$1")"
-    make -C "$1" ARCH="$kernel_arch" ${cross:+CROSS_COMPILE=$cross} "${@:2}"
+    if grep -q '^CONFIG_CC_IS_CLANG=y' "$1/.config"; then
+        llvm=(LLVM="-$(( $(sed -n 's/^CONFIG_CLANG_VERSION=//p' "$1/.config") / 10000 ))")
+    fi
+    make -C "$1" ARCH="$kernel_arch" ${cross:+CROSS_COMPILE=$cross} "${llvm[@]}" "${@:2}"
 }
 
 # kmod_sources [DIR]: the driver's source files in DIR (default kmod/), one

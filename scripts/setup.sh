@@ -2,7 +2,8 @@
 # Install what building and testing need; safe to run again (each step checks
 # first and says what it does).
 #
-#   Debian packages   kernel source + build deps, QEMU, squashfs-tools, udev,
+#   Debian packages   kernel source + build deps (gcc; clang for x86-debug),
+#                     QEMU, squashfs-tools, udev,
 #                     the real clients (bcc, bpftrace) and dmsetup for the VM tests,
 #                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys),
 #                     the arm64 cross compiler and qemu-system-aarch64
@@ -17,6 +18,7 @@ APT_PACKAGES=(
     "$LINUX_SOURCE_PKG"
     gcc g++ make flex bison bc cpio perl kmod
     libelf-dev libssl-dev libclang-dev
+    "clang-$LLVM_VERSION" "lld-$LLVM_VERSION" "llvm-$LLVM_VERSION"
     qemu-system-x86 udev python3 python3-venv util-linux
     gcc-aarch64-linux-gnu qemu-system-arm
     squashfs-tools xz-utils tar
