@@ -10,6 +10,9 @@
 #   -k REGEX      only VM tests whose "suite/test" name matches
 #   --kernels L   only these kernels of the plan (default: all)
 #
+#   KHB_SOAK_SECONDS=N   the soak runs N s instead of 60 (the long soak:
+#                        KHB_SOAK_SECONDS=1200 scripts/test.sh --kernels x86-debug -k soak)
+#
 # The last line is "N passed, M failed" over host and VM tests.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
@@ -24,6 +27,10 @@ PLAN=(
     "x86-builtin+corrupt-image: builtin-corrupt"
     "arm64: harness essentials"
     "arm64-16k: harness essentials"
+    # The kernel's checkers (KASAN, lockdep, kmemleak, fault injection);
+    # canary last. Not layout: it asserts what squashfs decompresses, which
+    # no debug option changes, and takes 12.5 min there (docs/reliability.md).
+    "x86-debug: harness module faults soak checkers canary"
 )
 
 vm_filter=() only=""
@@ -135,7 +142,8 @@ echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
 # modules_for KERNEL_TREE DIR SUITES: kheaders_blk as kmod/Kbuild builds it
 # (the image packed from that tree) and the sample module, in DIR; for the
 # module and layout suites also variants around unusual images, for the
-# essentials suite a manifest of upstream's tarball.
+# essentials suite a manifest of upstream's tarball, for the canary suite the
+# checkers' canary module.
 modules_for() {
     local kt="$1" d="$2" suites=" $3 "
     mkdir -p "$d"
@@ -143,6 +151,11 @@ modules_for() {
     cp -r tests/sample-module "$d/sample" && make_in_tree "$kt" -s M="$d/sample" modules ||
         step_failed "sample module build failed"
     cp "$d/sample/khb_sample.ko" "$d/"
+    if [[ "$suites" == *" canary "* ]]; then
+        cp -r tests/checker-canary "$d/canary" && make_in_tree "$kt" -s M="$d/canary" modules ||
+            step_failed "checker canary module build failed"
+        cp "$d/canary/khb_canary.ko" "$d/"
+    fi
     if [[ "$suites" == *" essentials "* ]]; then
         # What upstream's tarball holds, for a busybox guest to compare with.
         rm -rf "$d/upstream" && mkdir -p "$d/upstream" &&
@@ -198,10 +211,13 @@ for k in "${kernels[@]}"; do
     vmlog="$(mktemp)"
     mkdir -p "$d"
     vm_rc=0   # failed tests must not end this script (errexit, pipefail): they are counted
-    "$REPO_ROOT/scripts/vm-run.sh" --arch "$arch" --kernel "$kernel" --timeout 1500 --log "$d/vm-console.log" -- \
+    # A large log buffer: checks read the whole boot's kernel log.
+    "$REPO_ROOT/scripts/vm-run.sh" --arch "$arch" --kernel "$kernel" --timeout $((2400 + ${KHB_SOAK_SECONDS:-60})) \
+        --append log_buf_len=16M --log "$d/vm-console.log" -- \
         "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$module' \
                 KHB_IMAGE='$image' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' \
-                KHB_MANIFEST='$d/upstream.manifest' KHB_VERBOSE='${KHB_VERBOSE:-}'; \
+                KHB_MANIFEST='$d/upstream.manifest' KHB_VERBOSE='${KHB_VERBOSE:-}' \
+                KHB_SOAK_SECONDS='${KHB_SOAK_SECONDS:-}' KHB_SOAK_CACHE_MB='${KHB_SOAK_CACHE_MB:-}'; \
          '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]:+$(printf '%q ' "${vm_filter[@]}")} ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
     line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
     if [[ -z "$line" ]]; then

@@ -14,8 +14,8 @@
 #
 # The command's stdout and stderr come out on stdout. The kernel console goes
 # to the log file (default: $KHB_CACHE/vm-logs/last.log). Exit status: the
-# command's; 124 if the VM did not finish in time; 125 if the kernel
-# panicked, oopsed or warned (the log tail is printed either way).
+# command's; 124 if the VM did not finish in time; 125 if the kernel reported
+# a bug (tests/vm/kernel-reports.sh; the log tail is printed either way).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$REPO_ROOT/tests/vm/kernel-reports.sh"
 
@@ -180,9 +180,12 @@ if [[ $rc == 124 || $rc == 137 ]]; then
     echo "vm-run: the VM did not finish within ${timeout_s}s (hang?)" >&2
     exit 124
 fi
-if grep -qE "$KERNEL_REPORT_RE" "$log"; then
+reports="$(kernel_reports <"$log")"
+if [[ -n "$reports" ]]; then
     show_log_tail
-    echo "vm-run: the kernel panicked, oopsed or warned (full console log: $log)" >&2
+    echo "--- kernel reports ---" >&2
+    head -n 20 <<<"$reports" >&2
+    echo "vm-run: the kernel reported a bug (panic, oops, KASAN, lockdep, kmemleak, warning; full console log: $log)" >&2
     exit 125
 fi
 if ! grep -q "$boot_marker" "$log"; then

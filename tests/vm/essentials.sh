@@ -6,11 +6,6 @@
 
 ESS_MNT=/tmp/khb-essentials
 
-# Each test runs in a subshell: leave no mount or module behind for the next
-# one, even when failing.
-leave_clean() {
-    trap 'umount "$ESS_MNT" 2>/dev/null || true; rmmod kheaders_blk 2>/dev/null || true' EXIT
-}
 
 # PAGE_SIZE of the running kernel, from the auxiliary vector (AT_PAGESZ = 6):
 # busybox has no getconf.
@@ -33,7 +28,7 @@ test_kernel_runs_with_its_configured_page_size() {
 }
 
 test_module_loads() {
-    leave_clean
+    leave_clean "$ESS_MNT"
     load_kheaders_blk
     module_loaded kheaders_blk || fail "kheaders_blk not in /proc/modules"
     dmesg | grep -q "kheaders_blk: /dev/kheaders0: headers of $(uname -r), squashfs-xz" ||
@@ -43,7 +38,7 @@ test_module_loads() {
 }
 
 test_device_size_and_block_size_follow_the_page_size() {
-    leave_clean
+    leave_clean "$ESS_MNT"
     load_kheaders_blk
     local page size q=/sys/block/kheaders0/queue
     page=$(kernel_page_size)
@@ -58,7 +53,7 @@ test_device_size_and_block_size_follow_the_page_size() {
 }
 
 test_mount_matches_upstream_manifest() {
-    leave_clean
+    leave_clean "$ESS_MNT"
     load_kheaders_blk
     mkdir -p "$ESS_MNT"
     mount -t squashfs -o ro /dev/kheaders0 "$ESS_MNT"
@@ -75,7 +70,7 @@ test_mount_matches_upstream_manifest() {
 }
 
 test_writes_fail() {
-    leave_clean
+    leave_clean "$ESS_MNT"
     load_kheaders_blk
     local before page
     page=$(kernel_page_size)
@@ -98,7 +93,7 @@ test_writes_fail() {
 }
 
 test_rmmod_refused_while_mounted() {
-    leave_clean
+    leave_clean "$ESS_MNT"
     load_kheaders_blk
     mkdir -p "$ESS_MNT"
     mount -t squashfs -o ro /dev/kheaders0 "$ESS_MNT"

@@ -75,6 +75,60 @@ unload_upstream_kheaders() {
     built_in IKHEADERS || rmmod kheaders
 }
 
+MNT=/tmp/khb-mnt
+REF=/tmp/khb-ref
+
+# The oracle: upstream's tarball (kheaders.ko of the same build) extracted
+# to $REF, once per VM run (tests share the VM).
+upstream_reference() {
+    mountpoint -q "$REF" && return 0
+    scratch_tmpfs "$REF"
+    load_upstream_kheaders
+    tar -xJf /sys/kernel/kheaders.tar.xz -C "$REF"
+    unload_upstream_kheaders
+}
+
+mount_kheaders() {
+    mkdir -p "$MNT"
+    mount -t squashfs -o ro /dev/kheaders0 "$MNT"
+}
+
+# leave_clean [MOUNTPOINT...]: for a test (it runs in a subshell), leave no
+# mount or module behind for the next one, even when failing.
+leave_clean() {
+    local m q=""
+    for m in "$MNT" "$@"; do q+=" $(printf '%q' "$m")"; done
+    # Every command may fail (errexit is on in tests): each ends in || true.
+    trap "for m in$q; do umount \"\$m\" 2>/dev/null || true; done; built_in KHEADERS_BLK || rmmod kheaders_blk 2>/dev/null || true" EXIT
+}
+
+debugfs() {
+    mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+}
+
+# kmemleak_check: scan for leaks (kmemleak reports objects older than 5 s,
+# so wait first), print what it found, and fail if any of it is ours: a
+# backtrace through kheaders_blk, through a module no longer loaded (a bare
+# address), through the block layer or squashfs, or allocated by the tools
+# the tests run. Reported leaks are cleared, so that each check sees only
+# new ones. Only on kernels with kmemleak (the x86-debug variant).
+kmemleak_check() {
+    debugfs
+    local k=/sys/kernel/debug/kmemleak report ours
+    [[ -w $k ]] || fail "no kmemleak in this kernel"
+    sleep 6
+    echo scan >"$k" || fail "kmemleak scan refused (kmemleak disabled?)"
+    report="$(cat "$k")"
+    echo clear >"$k"
+    [[ -z "$report" ]] && return 0
+    ours="$(awk -v RS='unreferenced object' 'NR > 1 &&
+        /kheaders_blk|\] 0x[0-9a-f]+\n|blk_|disk|squashfs|bdev|comm "(insmod|rmmod|modprobe|mount|umount|fail-nth|python3)"/ {
+            printf "unreferenced object%s", $0 }' <<<"$report"$'\n')"
+    echo "  kmemleak: $(grep -c '^unreferenced object' <<<"$report") suspected leaks, $(grep -c '^unreferenced object' <<<"$ours") attributable to the module"
+    [[ -z "$ours" ]] || fail "kmemleak: leaks attributable to kheaders_blk:"$'\n'"$ours"
+    sed 's/^/    (not ours) /' <<<"$report" | head -n 40
+}
+
 # Every entry below $1 as "path type mode symlink-target", sorted; the root is ".".
 tree_listing() {
     (cd "$1" && find . -printf '%p %y %m %l\n' | LC_ALL=C sort)

@@ -1,23 +1,7 @@
 # kheaders_blk in the running kernel (issue 4). The oracle is upstream's own
 # /sys/kernel/kheaders.tar.xz from kheaders.ko of the same build, extracted in
-# this VM; the mount is read through the kernel's squashfs.
-
-MNT=/tmp/khb-mnt
-REF=/tmp/khb-ref
-
-# Extract upstream's tarball once per VM run (tests share the VM).
-upstream_reference() {
-    mountpoint -q "$REF" && return 0
-    scratch_tmpfs "$REF"
-    load_upstream_kheaders
-    tar -xJf /sys/kernel/kheaders.tar.xz -C "$REF"
-    unload_upstream_kheaders
-}
-
-mount_kheaders() {
-    mkdir -p "$MNT"
-    mount -t squashfs -o ro /dev/kheaders0 "$MNT"
-}
+# this VM (upstream_reference in lib.sh); the mount is read through the
+# kernel's squashfs.
 
 image_bytes() { stat -c %s "$KHB_IMAGE"; }
 # The device's logical block size is the page size.
