@@ -6,7 +6,6 @@
 
 ESS_MNT=/tmp/khb-essentials
 
-
 # PAGE_SIZE of the running kernel, from the auxiliary vector (AT_PAGESZ = 6):
 # busybox has no getconf.
 kernel_page_size() {
