@@ -84,7 +84,7 @@ test_soak_under_memory_pressure() {
     local secs=$(( $(date +%s) - start ))
 
     cat "${readers[@]/#/$out/}" "$out/device"
-    local files_bytes=0 total_bytes=0 reads=0 wrong=0 failed=0 line
+    local passes="" files_bytes=0 total_bytes=0 reads=0 wrong=0 failed=0 line
     for i in "${readers[@]}" device; do
         line="$(head -n1 "$out/$i")"
         [[ "$line" =~ ^[a-z-]+\ passes=([0-9]+)\ reads=([0-9]+)\ bytes=([0-9]+)\ wrong_bytes=([0-9]+)\ failed_reads=([0-9]+)$ ]] ||
@@ -94,7 +94,7 @@ test_soak_under_memory_pressure() {
             fail "reader $i did not complete a pass in $SOAK_SECONDS s"
         reads=$((reads + BASH_REMATCH[2]))
         total_bytes=$((total_bytes + BASH_REMATCH[3]))
-        [[ $i == device ]] || files_bytes=$((files_bytes + BASH_REMATCH[3]))
+        [[ $i == device ]] || files_bytes=$((files_bytes + BASH_REMATCH[3])) passes+=" ${BASH_REMATCH[1]}"
         wrong=$((wrong + BASH_REMATCH[4]))
         failed=$((failed + BASH_REMATCH[5]))
     done
@@ -105,8 +105,13 @@ test_soak_under_memory_pressure() {
     steals=$(memcg_value memory.stat pgsteal)
     ooms=$(memcg_value memory.events oom_kill)
     highs=$(memcg_value memory.events high)
-    echo "  soak: ${secs} s, ${#readers[@]} file readers + 1 device reader, $reads reads, $total_bytes bytes compared ($files_bytes through the file system), $wrong wrong bytes, $failed failed reads; $covered of $nfiles files checked at least once"
-    echo "  pressure: memory.high $((limit / 1048576)) MiB ($((own / 1048576)) MiB the readers' own), $highs times over it, $steals pages reclaimed, $refaults file refaults, $drops drop_caches; $cycles second mounts, $rmmod_ok rmmod succeeded"
+    # The result goes to the kernel log too: the console log of the run keeps it.
+    for line in \
+        "soak: ${secs} s, ${#readers[@]} file readers (whole passes:$passes) + 1 device reader, $reads reads, $total_bytes bytes compared ($files_bytes through the file system), $wrong wrong bytes, $failed failed reads; $covered of $nfiles files checked at least once" \
+        "soak pressure: memory.high $((limit / 1048576)) MiB ($((own / 1048576)) MiB the readers' own), $highs times over it, $steals pages reclaimed, $refaults file refaults, $drops drop_caches; $cycles second mounts, $rmmod_ok rmmod succeeded"; do
+        echo "  $line"
+        echo "khb-$line" >/dev/kmsg
+    done
     rmdir "$CG"
 
     expect_eq "$wrong" 0 "wrong bytes"
