@@ -10,8 +10,7 @@
 # markers must keep it out of the run's result.
 expect_report() {
     local kind="$1" want="$2" m log caught
-    m="khb-canary: $kind $RANDOM$RANDOM"
-    echo "$m" >/dev/kmsg
+    m="$(kmark "canary $kind")"
     echo "$EXPECTED_REPORTS_BEGIN" >/dev/kmsg
     if insmod "$KHB_ARTIFACTS/khb_canary.ko" bug="$kind" 2>/dev/null; then
         echo "$EXPECTED_REPORTS_END" >/dev/kmsg
@@ -24,12 +23,12 @@ expect_report() {
         for _ in 1 2 3 4 5; do
             sleep 6
             echo scan >/sys/kernel/debug/kmemleak
-            grep -qE "$want" <<<"$(dmesg | awk -v m="$m" 'seen; index($0, m) { seen = 1 }')" && break
+            grep -qE "$want" <<<"$(log_since "$m")" && break
         done
     fi
     echo "$EXPECTED_REPORTS_END" >/dev/kmsg
-    log="$(dmesg | awk -v m="$m" 'seen; index($0, m) { seen = 1 }')"
-    caught="$(grep -vF -e "$EXPECTED_REPORTS_BEGIN" -e "$EXPECTED_REPORTS_END" <<<"$log" | kernel_reports || true)"
+    log="$(log_since "$m")"
+    caught="$(kernel_reports --all <<<"$log")"
     grep -qE "$want" <<<"$caught" ||
         fail "$kind: no report matching '$want' caught; kernel log: $(tail -n 30 <<<"$log")"
     [[ -z "$(kernel_reports <<<"$log")" ]] || fail "$kind: the markers did not keep the expected report out"

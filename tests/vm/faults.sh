@@ -48,15 +48,6 @@ fault_reset() {
 # kernel functions it calls) count; the loader's own do not.
 module_text_start() { awk '$3 == "_end" { print "0x" $1 }' /proc/kallsyms; }
 
-# log_since MARK: the kernel log after the line MARK.
-log_since() { dmesg | awk -v m="$1" 'seen; index($0, m) { seen = 1 }'; }
-
-kmark() {
-    local m="khb-faults: $1 $RANDOM$RANDOM"
-    echo "$m" >/dev/kmsg
-    echo "$m"
-}
-
 # The device works: its first and last bytes are the image's.
 device_works() {
     [[ -b /dev/kheaders0 ]] || fail "$1: /dev/kheaders0 missing"
@@ -77,14 +68,15 @@ nothing_left() {
 # allocation failure: ..."). Those, and only those, are allowed: any other
 # report in between fails the test. Prints fail-nth's "ret errno injected".
 fail_nth() {
-    local m out reports warns traces
+    local m out log reports warns traces
     m="$(kmark "fail-nth $*")"
     echo "$EXPECTED_REPORTS_BEGIN" >/dev/kmsg
     out="$("$FAIL_NTH" "$@")"
     echo "$EXPECTED_REPORTS_END" >/dev/kmsg
-    reports="$(log_since "$m" | grep -vF -e "$EXPECTED_REPORTS_BEGIN" -e "$EXPECTED_REPORTS_END" | kernel_reports || true)"
+    log="$(log_since "$m")"
+    reports="$(kernel_reports --all <<<"$log")"
     if [[ -n "$reports" ]]; then
-        warns=$(log_since "$m" | grep -cE 'vmalloc error: |page allocation failure: ' || true)
+        warns=$(grep -cE 'vmalloc error: |page allocation failure: ' <<<"$log" || true)
         traces=$(grep -c 'Call Trace:' <<<"$reports" || true)
         [[ $warns -ge 1 && $traces -le $warns && $(wc -l <<<"$reports") == "$traces" ]] ||
             fail "fail-nth $*: kernel reports besides allocation-failure warnings: $reports"

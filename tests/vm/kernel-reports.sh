@@ -26,10 +26,12 @@ KERNEL_REPORT_RE="$(IFS='|'; echo "${KERNEL_REPORT_PATTERNS[*]}")"
 EXPECTED_REPORTS_BEGIN='khb-expected-reports: begin'
 EXPECTED_REPORTS_END='khb-expected-reports: end'
 
-# kernel_reports <LOG: print the lines of LOG that report a bug.
+# kernel_reports [--all] <LOG: print the lines of LOG that report a bug;
+# with --all, also those between the markers (to look at expected reports).
 kernel_reports() {
-    awk -v re="$KERNEL_REPORT_RE" -v b="$EXPECTED_REPORTS_BEGIN" -v e="$EXPECTED_REPORTS_END" '
-        index($0, b) { if (inside) flush(); inside = 1; n = 0; next }
+    awk -v re="$KERNEL_REPORT_RE" -v b="$EXPECTED_REPORTS_BEGIN" -v e="$EXPECTED_REPORTS_END" \
+        -v all="$([[ ${1:-} == --all ]] && echo 1)" '
+        index($0, b) { if (inside) flush(); inside = !all; n = 0; next }
         index($0, e) { inside = 0; n = 0; next }
         inside { held[++n] = $0; next }
         $0 ~ re { print }

@@ -102,6 +102,20 @@ leave_clean() {
     trap "for m in$q; do umount \"\$m\" 2>/dev/null || true; done; built_in KHEADERS_BLK || rmmod kheaders_blk 2>/dev/null || true" EXIT
 }
 
+# kmark WHAT: write a unique line to the kernel log and print it, to find
+# what the kernel logged after it (lines_after, log_since).
+kmark() {
+    local m="khb-mark: $1 $$-$RANDOM$RANDOM"
+    echo "$m" >/dev/kmsg
+    echo "$m"
+}
+
+# lines_after MARK <LOG: the lines of LOG after the line holding MARK.
+lines_after() { awk -v m="$1" 'seen; index($0, m) { seen = 1 }'; }
+
+# log_since MARK: the kernel log after MARK.
+log_since() { dmesg | lines_after "$1"; }
+
 debugfs() {
     mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 }

@@ -30,15 +30,14 @@ for suite in "${suites[@]}"; do
         [[ -n "$filter" && ! "$name/$t" =~ $filter ]] && { unset -f "$t"; continue; }
         # Where this test's kernel messages start; a count of lines would go
         # wrong once the ring buffer wraps.
-        mark="khb-run-suite: start $name/$t $$-$RANDOM$RANDOM"
-        echo "$mark" >/dev/kmsg
+        mark="$(kmark "start $name/$t")"
         start=$EPOCHREALTIME   # (busybox date has no %N)
         out="$( (set -eE -o pipefail; trap 'echo "  at line $LINENO: $BASH_COMMAND" >&2' ERR; cd /; "$t") 2>&1)"
         rc=$?
         secs=$(printf '%.1f' "$(echo "$EPOCHREALTIME - $start" | bc)")
         klog="$(dmesg)"
         if grep -qF "$mark" <<<"$klog"; then
-            oops="$(awk -v m="$mark" 'seen; index($0, m) { seen = 1 }' <<<"$klog" | kernel_reports)"
+            oops="$(lines_after "$mark" <<<"$klog" | kernel_reports)"
         else
             oops="(the kernel log ring buffer wrapped during the test: its messages cannot be checked)"
         fi

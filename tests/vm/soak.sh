@@ -38,6 +38,7 @@ test_soak_under_memory_pressure() {
     start=$(( $(date +%s) + 30 ))
     until=$((start + SOAK_SECONDS))
     local readers=(name reverse shuffle largest-first by-basename)
+    local results=("${readers[@]/#/$out/}" "$out/device")   # each reader's output
     for i in "${readers[@]}"; do
         (echo "$BASHPID" >"$CG/cgroup.procs"
          exec python3 "$KHB_REPO/tests/vm/soak-reader.py" files "$i" "$sums" "$MNT" "$REF" \
@@ -79,11 +80,11 @@ test_soak_under_memory_pressure() {
         sleep 2
     done
     for i in "${!pids[@]}"; do
-        wait "${pids[$i]}" || fail "reader $i exited with an error: $(cat "${readers[@]/#/$out/}" "$out/device")"
+        wait "${pids[$i]}" || fail "reader $i exited with an error: $(cat "${results[@]}")"
     done
     local secs=$(( $(date +%s) - start ))
 
-    cat "${readers[@]/#/$out/}" "$out/device"
+    cat "${results[@]}"
     local passes="" files_bytes=0 total_bytes=0 reads=0 wrong=0 failed=0 line
     for i in "${readers[@]}" device; do
         line="$(head -n1 "$out/$i")"
