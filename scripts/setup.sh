@@ -3,7 +3,10 @@
 # first and says what it does).
 #
 #   Debian packages   kernel source + build deps (gcc; clang for x86-debug),
-#                     QEMU, squashfs-tools, udev,
+#                     QEMU (from the suite of any QEMU package already
+#                     installed: bookworm-backports on a new machine of
+#                     this kind, whose qemu-utils 10 breaks bookworm's 7.2),
+#                     squashfs-tools, udev,
 #                     the real clients (bcc, bpftrace) and dmsetup for the VM tests,
 #                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys),
 #                     the arm64 cross compiler and qemu-system-aarch64
@@ -12,6 +15,11 @@
 #   rustup            the rust-src component (the kernel builds core/alloc)
 #   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)
 #   PyPI              virtme-ng $VIRTME_NG_VERSION in $KHB_CACHE/venv
+#
+#   scripts/setup.sh --dry-run [--admindir DIR]
+#                     resolve the Debian packages only (apt-get -s), against
+#                     the dpkg state in DIR (default /var/lib/dpkg); installs
+#                     nothing
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 APT_PACKAGES=(
@@ -19,27 +27,110 @@ APT_PACKAGES=(
     gcc g++ make flex bison bc cpio perl kmod
     libelf-dev libssl-dev libclang-dev
     "clang-$LLVM_VERSION" "lld-$LLVM_VERSION" "llvm-$LLVM_VERSION"
-    qemu-system-x86 udev python3 python3-venv util-linux
-    gcc-aarch64-linux-gnu qemu-system-arm
+    udev python3 python3-venv util-linux
+    gcc-aarch64-linux-gnu
     squashfs-tools xz-utils tar
     bpfcc-tools python3-bpfcc bpftrace dmsetup systemd
 )
+# Installed apart: they must match any QEMU package the machine already has.
+QEMU_PACKAGES=(qemu-system-x86 qemu-system-arm)
+
+dry_run="" admindir=/var/lib/dpkg
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --dry-run) dry_run=1; shift ;;
+        --admindir) admindir="$2"; shift 2 ;;
+        -h|--help) sed -n '2,/^source/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "setup.sh: unknown option $1 (usage: scripts/setup.sh [--dry-run [--admindir DIR]])" ;;
+    esac
+done
+apt_state=(-o "Dir::State::status=$admindir/status")
 
 sudo_if_needed() {
     if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
 }
+apt_get() { sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get -q "${apt_state[@]}" "$@"; }
+installed_version() {   # PACKAGE: its installed version, or nothing
+    dpkg-query --admindir="$admindir" -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+        sed -n 's/^install ok installed //p'
+}
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# apt_install ARGS...: apt-get install ARGS, resolved first as a dry run; if
+# apt cannot resolve them, one line naming the conflicting packages. With
+# --dry-run only the resolution.
+apt_install() {
+    local out problems
+    if ! out="$(apt_get install -s -y "$@" 2>&1)"; then
+        problems="$(sed -n '/unmet dependencies:/,/^E:/p' <<<"$out" | grep -v -e 'unmet dependencies:' -e '^E:' |
+            sed -E 's/^ +/ /' | paste -sd ';' | sed -E 's/^ //; s/; +/; /g')"
+        die "apt cannot install ${*}: ${problems:-$(grep '^E:' <<<"$out" | head -n1)}"
+    fi
+    [[ -n "$dry_run" ]] && return 0
+    apt_get install -y "$@" >/dev/null
+}
+
+# A QEMU package already here (a new machine of this kind has qemu-utils 10
+# from bookworm-backports) rules out another QEMU's qemu-system-*: they come
+# from the suite that package comes from, at its exact version, pinned so that
+# nothing else is taken from that suite.
+BACKPORTS_SOURCE=/etc/apt/sources.list.d/kheaders-blk-backports.sources
+BACKPORTS_PIN=/etc/apt/preferences.d/kheaders-blk-backports
+qemu_version="" qemu_suite=""
+for p in qemu-utils qemu-system-common qemu-system-x86 qemu-system-arm; do
+    qemu_version="$(installed_version "$p")" && [[ -n "$qemu_version" ]] && break
 done
+if [[ "$qemu_version" == *~bpo* ]]; then
+    qemu_suite="$(. /etc/os-release && echo "$VERSION_CODENAME")-backports"
+fi
+
+add_backports_source() {
+    if [[ -f "$BACKPORTS_SOURCE" ]] && grep -q "^Suites: $qemu_suite\$" "$BACKPORTS_SOURCE"; then
+        return 0
+    fi
+    [[ -n "$dry_run" ]] && die "--dry-run: $qemu_suite is needed for QEMU $qemu_version but not configured (run scripts/setup.sh once)"
+    say "apt: adding $qemu_suite as a source ($BACKPORTS_SOURCE), pinned at priority 100 ($BACKPORTS_PIN): only QEMU is taken from it"
+    sudo_if_needed tee "$BACKPORTS_SOURCE" >/dev/null <<SOURCE
+# Added by kheaders-blk scripts/setup.sh: qemu-system-* to match the
+# installed qemu-utils $qemu_version.
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: $qemu_suite
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCE
+    sudo_if_needed tee "$BACKPORTS_PIN" >/dev/null <<PIN
+# Added by kheaders-blk scripts/setup.sh: nothing is installed or upgraded
+# from $qemu_suite unless asked for by name (setup asks for QEMU only).
+Package: *
+Pin: release n=$qemu_suite
+Pin-Priority: 100
+PIN
+    apt_get update >/dev/null
+}
+
+missing=() qemu_missing=()
+for p in "${APT_PACKAGES[@]}"; do [[ -n "$(installed_version "$p")" ]] || missing+=("$p"); done
+for p in "${QEMU_PACKAGES[@]}"; do [[ -n "$(installed_version "$p")" ]] || qemu_missing+=("$p"); done
+if [[ ${#missing[@]} -gt 0 || ${#qemu_missing[@]} -gt 0 ]]; then
+    [[ -n "$dry_run" ]] || { say "apt: updating the package lists"; apt_get update >/dev/null; }
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
-    say "apt: installing ${missing[*]}"
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    say "apt: ${dry_run:+(dry run) }installing ${missing[*]}"
+    apt_install "${missing[@]}"
 else
     say "apt: all ${#APT_PACKAGES[@]} packages present"
 fi
+if [[ ${#qemu_missing[@]} -eq 0 ]]; then
+    say "apt: ${QEMU_PACKAGES[*]} present ($(installed_version qemu-system-x86))"
+elif [[ -n "$qemu_suite" ]]; then
+    add_backports_source
+    say "apt: ${dry_run:+(dry run) }installing ${qemu_missing[*]} $qemu_version from $qemu_suite (to match the installed QEMU packages)"
+    apt_install --no-install-recommends -t "$qemu_suite" "${qemu_missing[@]/%/=$qemu_version}"
+else
+    say "apt: ${dry_run:+(dry run) }installing ${qemu_missing[*]}${qemu_version:+ (matching the installed QEMU $qemu_version)}"
+    apt_install "${qemu_missing[@]/%/${qemu_version:+=$qemu_version}}"
+fi
+[[ -n "$dry_run" ]] && { say "dry run: the package lists resolve"; exit 0; }
 
 command -v rustup >/dev/null || die "rustup not found: this project builds with the machine's rustup toolchain"
 if rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then

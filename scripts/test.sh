@@ -12,6 +12,12 @@
 #
 #   KHB_SOAK_SECONDS=N   the soak runs N s instead of 60 (the long soak:
 #                        KHB_SOAK_SECONDS=1200 scripts/test.sh --kernels x86-debug -k soak)
+#   KHB_LOAD_FAULT_STRIDE, KHB_MOUNT_FAULT_STRIDE   fault points tried (default
+#                        every 8th and 20th; 1 is the full sweep, tests/vm/faults.sh)
+#   KHB_PREBUILD=0       build each kernel only when its suites need it, not
+#                        ahead in the background
+#   KHB_ARTIFACTS_DIR    where the suites' inputs go (default
+#                        $KHB_CACHE/test-artifacts)
 #
 # The last line is "N passed, M failed" over host and VM tests.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -21,16 +27,18 @@ cd "$REPO_ROOT"
 # (tests/vm/<suite>.sh). A suite not listed for a kernel does not apply to it.
 # VARIANT+corrupt-image: that built-in kernel relinked around a corrupted
 # headers image (scripts/corrupt-builtin-kernel.sh).
+# Kernels are built in this order, ahead of their suites (see below): the
+# longest VM run (x86-debug) comes second so that it starts early.
 PLAN=(
     "x86: harness module layout clients"
-    "x86-builtin: builtin"
-    "x86-builtin+corrupt-image: builtin-corrupt"
-    "arm64: harness essentials"
-    "arm64-16k: harness essentials"
     # The kernel's checkers (KASAN, lockdep, kmemleak, fault injection);
     # canary last. Not layout: it asserts what squashfs decompresses, which
     # no debug option changes, and takes 12.5 min there (docs/reliability.md).
     "x86-debug: harness module faults soak checkers canary"
+    "x86-builtin: builtin"
+    "x86-builtin+corrupt-image: builtin-corrupt"
+    "arm64: harness essentials"
+    "arm64-16k: harness essentials"
 )
 
 vm_filter=() only=""
@@ -54,6 +62,10 @@ count_line() {   # add a "...: N passed, M failed" line to the totals
     failed=$((failed + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$1")))
 }
 finish() {
+    if [[ ${#step_times[@]} -gt 0 ]]; then
+        say "step times (builds overlap the steps after them)"
+        printf '  %s\n' "${step_times[@]}" "$(printf '%-28s %6d s' total $((SECONDS - run_start)))" >&2
+    fi
     echo "$passed passed, $failed failed"
     [[ $failed == 0 && $passed -gt 0 ]]
     exit
@@ -79,13 +91,71 @@ for k in $only; do
     printf '%s\n' "${PLAN[@]}" | grep -q "^$k:" || die "--kernels: no kernel '$k' in the plan"
 done
 
+step_times=()
+timed() {   # NAME SECONDS: one row of the closing table of step times
+    step_times+=("$(printf '%-28s %6d s' "$1" "$2")")
+}
+run_start=$SECONDS
+
 say "setup"
+t0=$SECONDS
 "$REPO_ROOT/scripts/setup.sh" || step_failed "setup failed"
+timed setup $((SECONDS - t0))
+
+# What the suites get from the host. KHB_ARTIFACTS_DIR moves it, so that
+# two runs that share the kernel cache do not clear each other's.
+art="${KHB_ARTIFACTS_DIR:-$KHB_CACHE/test-artifacts}"
+rm -rf "$art" && mkdir -p "$art"
+
+# --- Kernel builds, ahead of the suites ------------------------------------
+# One background chain builds the plan's kernels in plan order while the
+# foreground runs the host tests and each kernel's VM suites as soon as that
+# kernel is there: a build and a TCG guest overlap instead of taking turns.
+# KHB_PREBUILD=0 builds each kernel only when its suites need it.
+builds="$art/builds"
+mkdir -p "$builds"
+build_order=(x86)
+for k in "${kernels[@]}"; do
+    [[ " ${build_order[*]} " == *" ${k%%+*} "* ]] || build_order+=("${k%%+*}")
+done
+build_one() {   # VARIANT: build it; VARIANT.tree, .log, .secs, then .done
+    local v="$1" t=$SECONDS rc=0
+    "$REPO_ROOT/scripts/build-kernel.sh" "$v" >"$builds/$v.tree" 2>"$builds/$v.log" || rc=$?
+    echo $((SECONDS - t)) >"$builds/$v.secs"
+    echo "$rc" >"$builds/$v.done"
+}
+builder_pid=""
+if [[ "${KHB_PREBUILD:-1}" != 0 ]]; then
+    ( for v in "${build_order[@]}"; do build_one "$v"; done ) </dev/null &
+    builder_pid=$!
+    trap '[[ -n "$builder_pid" ]] && kill -- "$builder_pid" 2>/dev/null; true' EXIT
+fi
+kernel_tree() {   # VARIANT: wait for its build, show its log, print its tree
+    local v="$1"
+    if [[ -z "$builder_pid" ]]; then
+        [[ -f "$builds/$v.done" ]] || build_one "$v"
+    fi
+    while [[ ! -f "$builds/$v.done" ]]; do
+        kill -0 "$builder_pid" 2>/dev/null || [[ -f "$builds/$v.done" ]] ||
+            { echo "error: the kernel builder stopped before $v" >&2; return 1; }
+        sleep 2
+    done
+    cat "$builds/$v.log" >&2
+    [[ "$(cat "$builds/$v.done")" == 0 ]] || return 1
+    cat "$builds/$v.tree"
+}
+build_timed() {   # VARIANT: its build's time into the table, once
+    [[ " ${timed_builds:-} " == *" $1 "* ]] && return 0
+    timed_builds+=" $1"
+    timed "$1 build" "$(cat "$builds/$1.secs")"
+}
 
 say "test kernel x86 (the host tests' oracle)"
-X86_TREE="$("$REPO_ROOT/scripts/build-kernel.sh" x86)" || step_failed "x86 kernel build failed"
+X86_TREE="$(kernel_tree x86)" || step_failed "x86 kernel build failed"
+build_timed x86
 
 say "host tests (cargo test)"
+t0=$SECONDS
 log="$(mktemp)"
 cargo build --release --locked --quiet || step_failed "cargo build failed"
 TOOL="$REPO_ROOT/target/release/kheaders-image"
@@ -93,17 +163,17 @@ KHB_KERNEL_TREE="$X86_TREE" cargo test --release --locked 2>&1 | tee "$log" |
     grep -E '^(test |test result|failures|---- )' || true
 count_cargo "$log"
 grep -qE '^test result:' "$log" || step_failed "cargo test did not run (see above)"
+timed "host tests" $((SECONDS - t0))
 
 say "fuzz smoke (scripts/fuzz.sh: each target a few seconds from real seeds)"
+t0=$SECONDS
 log="$(mktemp)"
 { scripts/fuzz.sh build && scripts/fuzz.sh seeds "$X86_TREE" --quick && scripts/fuzz.sh smoke 5; } 2>&1 | tee "$log" |
     grep -E '^(fuzz smoke|error)' || true
 line="$(grep -E '^fuzz smoke: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
 [[ -n "$line" ]] || step_failed "the fuzz smoke run did not run (see $log)"
 count_line "$line"
-
-art="$KHB_CACHE/test-artifacts"
-rm -rf "$art" && mkdir -p "$art"
+timed "fuzz smoke" $((SECONDS - t0))
 
 # --- Inputs that do not depend on a kernel --------------------------------
 # Images that reach the writer's edges, for the kernel's squashfs to read.
@@ -189,7 +259,9 @@ modules_for() {
 for k in "${kernels[@]}"; do
     suites=$(printf '%s\n' "${PLAN[@]}" | sed -n "s/^$k: *//p")
     say "kernel $k: build"
-    KTREE="$("$REPO_ROOT/scripts/build-kernel.sh" "${k%%+*}")" || step_failed "$k kernel build failed"
+    KTREE="$(kernel_tree "${k%%+*}")" || step_failed "$k kernel build failed"
+    build_timed "${k%%+*}"
+    t0=$SECONDS
     d="$art/$k"
     arch="$(tree_arch "$KTREE")" && arch_toolchain "$arch"   # sets $image: the boot image
     kernel="$KTREE/$image"
@@ -217,8 +289,10 @@ for k in "${kernels[@]}"; do
         "export KHB_REPO='$REPO_ROOT' KHB_KERNEL_TREE='$KTREE' KHB_MODULE='$module' \
                 KHB_IMAGE='$image' KHB_ARTIFACTS='$d' KHB_EDGE='$art/edge' KHB_TOOL='$TOOL' \
                 KHB_MANIFEST='$d/upstream.manifest' KHB_VERBOSE='${KHB_VERBOSE:-}' \
-                KHB_SOAK_SECONDS='${KHB_SOAK_SECONDS:-}' KHB_SOAK_CACHE_MB='${KHB_SOAK_CACHE_MB:-}'; \
+                KHB_SOAK_SECONDS='${KHB_SOAK_SECONDS:-}' KHB_SOAK_CACHE_MB='${KHB_SOAK_CACHE_MB:-}' \
+                KHB_LOAD_FAULT_STRIDE='${KHB_LOAD_FAULT_STRIDE:-}' KHB_MOUNT_FAULT_STRIDE='${KHB_MOUNT_FAULT_STRIDE:-}'; \
          '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]:+$(printf '%q ' "${vm_filter[@]}")} ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
+    timed "$k modules + VM" $((SECONDS - t0))
     line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
     if [[ -z "$line" ]]; then
         echo "error: the $k VM run gave no result line (console log: $d/vm-console.log)" >&2

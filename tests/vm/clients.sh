@@ -62,7 +62,8 @@ test_zero_config_never_touches_installed_headers() {
 test_zero_config_says_what_is_wrong() {
     no_headers_installed
     local out
-    out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$KM" 2>&1) && fail "ran as nobody: $out"
+    out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$(readable_copy "$KM")" 2>&1) &&
+        fail "ran as nobody: $out"
     grep -q "must be run as root" <<<"$out" || fail "not-root message: $out"
     rm "/lib/modules/$REL/extra/kheaders_blk.ko" && depmod -a "$REL"
     out=$("$KM" 2>&1) && fail "ran without the module: $out"

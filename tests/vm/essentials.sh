@@ -30,7 +30,7 @@ test_module_loads() {
     leave_clean "$ESS_MNT"
     load_kheaders_blk
     module_loaded kheaders_blk || fail "kheaders_blk not in /proc/modules"
-    dmesg | grep -q "kheaders_blk: /dev/kheaders0: headers of $(uname -r), squashfs-xz" ||
+    klog_has "kheaders_blk: /dev/kheaders0: headers of $(uname -r), squashfs-xz" ||
         fail "no load line naming the device and kernel: $(dmesg | grep kheaders_blk | tail -n2)"
     expect_eq "$(cat /sys/block/kheaders0/ro)" 1 "/sys/block/kheaders0/ro"
     unload_kheaders_blk

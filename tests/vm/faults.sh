@@ -90,8 +90,10 @@ count_kinds() {
 }
 
 # The module's init makes about 430 allocations (block core, sysfs, ...):
-# every KHB_LOAD_FAULT_STRIDE-th (default 4) is tried, and at least 50 must be.
-LOAD_FAULT_STRIDE="${KHB_LOAD_FAULT_STRIDE:-4}"
+# every KHB_LOAD_FAULT_STRIDE-th (default 8, about 53 points in the test
+# command's budget) is tried, and at least 400/stride must be. Every point:
+#   KHB_LOAD_FAULT_STRIDE=1 KHB_MOUNT_FAULT_STRIDE=1 scripts/test.sh --kernels x86-debug -k faults
+LOAD_FAULT_STRIDE="${KHB_LOAD_FAULT_STRIDE:-8}"
 
 test_failed_loads_end_cleanly() {
     leave_clean
@@ -137,7 +139,7 @@ test_failed_loads_end_cleanly() {
     done
     fault_reset
     echo "  init: tried $points of its $((n - LOAD_FAULT_STRIDE))-$((n - 1)) failure points (every ${LOAD_FAULT_STRIDE}th; $slab failslab, $page fail_page_alloc logged): $((points - absorbed)) failed the load (errno:$errnos), $absorbed absorbed by the kernel"
-    [[ $points -ge 50 ]] || fail "only $points failure points reached (stride $LOAD_FAULT_STRIDE)"
+    [[ $points -ge $((400 / LOAD_FAULT_STRIDE)) ]] || fail "only $points failure points reached (stride $LOAD_FAULT_STRIDE)"
     kmemleak_check
     load_kheaders_blk
     device_works "final load"
@@ -145,8 +147,9 @@ test_failed_loads_end_cleanly() {
 }
 
 # Every allocation of the mounting task counts, squashfs' cache pages too:
-# about 570 points. Every KHB_MOUNT_FAULT_STRIDE-th (default 10) is tried.
-MOUNT_FAULT_STRIDE="${KHB_MOUNT_FAULT_STRIDE:-10}"
+# about 570 points. Every KHB_MOUNT_FAULT_STRIDE-th (default 20, about 28
+# points) is tried, and at least 500/stride must be.
+MOUNT_FAULT_STRIDE="${KHB_MOUNT_FAULT_STRIDE:-20}"
 
 test_failed_first_mounts_end_cleanly() {
     leave_clean
@@ -170,7 +173,7 @@ test_failed_first_mounts_end_cleanly() {
         fi
         if [[ $ret == 0 ]]; then
             [[ $inj == 1 ]] && absorbed=$((absorbed + 1))
-            [[ $inj == 0 && $points -lt 50 ]] && fail "only $points failure points reached (stride $MOUNT_FAULT_STRIDE)"
+            [[ $inj == 0 && $points -lt $((500 / MOUNT_FAULT_STRIDE)) ]] && fail "only $points failure points reached (stride $MOUNT_FAULT_STRIDE)"
             expect_eq "$(cd "$MNT" && sha256sum "${files[@]}")" "$want" "files after mount n=$n"
             umount "$MNT"
             [[ $inj == 0 ]] && break

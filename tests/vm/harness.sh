@@ -32,8 +32,8 @@ test_upstream_kheaders_extracts_to_tmpfs() {
 test_out_of_tree_rust_module_loads_and_unloads() {
     insmod "$KHB_ARTIFACTS/khb_sample.ko"
     module_loaded khb_sample || fail "khb_sample not in /proc/modules"
-    dmesg | grep -q 'khb_sample: loaded' || fail "no load message"
+    klog_has 'khb_sample: loaded' || fail "no load message"
     rmmod khb_sample
     ! module_loaded khb_sample || fail "khb_sample still loaded"
-    dmesg | grep -q 'khb_sample: unloaded' || fail "no unload message"
+    klog_has 'khb_sample: unloaded' || fail "no unload message"
 }

@@ -116,6 +116,26 @@ lines_after() { awk -v m="$1" 'seen; index($0, m) { seen = 1 }'; }
 # log_since MARK: the kernel log after MARK.
 log_since() { dmesg | lines_after "$1"; }
 
+# klog_has PATTERN: a line of the kernel log matches PATTERN (grep's basic
+# regex). Not `dmesg | grep -q`: grep's early exit kills dmesg with SIGPIPE
+# once the log outgrows a pipe's buffer, and the test fails under pipefail.
+klog_has() { grep -q -- "$1" <<<"$(dmesg)"; }
+
+# boot_log_has PATTERN: the same in the kernel log as it was before the first
+# test (saved by run-suite.sh): a boot line there cannot have scrolled away.
+boot_log_has() { grep -q -- "$1" "$KHB_BOOT_LOG"; }
+
+# readable_copy FILE: a copy of FILE that every user can read and run, for
+# running it as another user: the checkout may sit in a directory only root
+# can enter (a clone under /root or in a mktemp -d).
+readable_copy() {
+    local d
+    d="$(mktemp -d /run/khb-copy.XXXXXX)"
+    chmod 755 "$d"
+    install -m 755 "$1" "$d/"
+    echo "$d/${1##*/}"
+}
+
 debugfs() {
     mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 }

@@ -15,7 +15,7 @@ test_modinfo_and_load_message() {
     grep -q '^author: *.' <<<"$info" || fail "modinfo author"
     grep -q '^description: *.*/dev/kheaders0' <<<"$info" || fail "modinfo description"
     load_kheaders_blk
-    dmesg | grep -q "kheaders_blk: /dev/kheaders0: headers of $(uname -r), squashfs-xz" ||
+    klog_has "kheaders_blk: /dev/kheaders0: headers of $(uname -r), squashfs-xz" ||
         fail "no load line naming the device and kernel: $(dmesg | grep kheaders_blk | tail -n2)"
     expect_eq "$(cat /sys/block/kheaders0/ro)" 1 "/sys/block/kheaders0/ro"
     unload_kheaders_blk
@@ -149,7 +149,7 @@ test_writes_of_an_in_kernel_user_fail_and_change_nothing() {
         dd if=/dev/zero of=/dev/mapper/khb-linear bs=4096 count=1 oflag=direct conv=notrunc status=none
     expect_fails "buffered write through dm-linear" \
         sh -c 'dd if=/dev/zero of=/dev/mapper/khb-linear bs=4096 count=1 conv=notrunc,fsync status=none'
-    dmesg | grep -q 'kheaders_blk: /dev/kheaders0 is read-only: failing request op 1 ' ||
+    klog_has 'kheaders_blk: /dev/kheaders0 is read-only: failing request op 1 ' ||
         fail "the driver did not refuse a WRITE: $(dmesg | grep -i kheaders | tail -n 3)"
     # Reads through it still work.
     cmp -n 65536 /dev/mapper/khb-linear "$KHB_IMAGE" || fail "read through dm-linear differs"
@@ -250,10 +250,10 @@ fcntl.ioctl(fd, 0x4b01, 0)'
 
 test_corrupted_image_refuses_to_load() {
     expect_fails "insmod with a corrupted image" insmod "$KHB_ARTIFACTS/corrupt-data/kmod/kheaders_blk.ko"
-    dmesg | grep -q 'kheaders_blk: embedded image is corrupted (crc32 ' ||
+    klog_has 'kheaders_blk: embedded image is corrupted (crc32 ' ||
         fail "no clear log line: $(dmesg | tail -n 3)"
     expect_fails "insmod with an image lacking the trailer" insmod "$KHB_ARTIFACTS/no-trailer/kmod/kheaders_blk.ko"
-    dmesg | grep -q 'kheaders_blk: embedded image has no kheaders-image trailer' ||
+    klog_has 'kheaders_blk: embedded image has no kheaders-image trailer' ||
         fail "no clear log line: $(dmesg | tail -n 3)"
     ! module_loaded kheaders_blk || fail "module loaded anyway"
     [[ ! -e /dev/kheaders0 ]] || fail "/dev/kheaders0 exists"
@@ -264,7 +264,7 @@ test_corrupted_image_refuses_to_load() {
 
 test_image_of_another_release_loads_with_a_warning() {
     load_kheaders_blk "$KHB_ARTIFACTS/other-release/kmod/kheaders_blk.ko"
-    dmesg | grep -q "kheaders_blk: the embedded headers are of kernel 9.9.9-other, this module was built for $(uname -r)" ||
+    klog_has "kheaders_blk: the embedded headers are of kernel 9.9.9-other, this module was built for $(uname -r)" ||
         fail "no release warning: $(dmesg | grep kheaders_blk | tail -n 2)"
     mount_kheaders
     expect_eq "$(cat "$MNT/include/generated/utsrelease.h")" '#define UTS_RELEASE "9.9.9-other"' "the small image's content"

@@ -20,6 +20,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+# The boot's kernel log, before any test adds to it (boot_log_has).
+export KHB_BOOT_LOG=/run/khb-boot.log
+mkdir -p /run && dmesg >"$KHB_BOOT_LOG"
+
 passed=0 failed=0
 failures=()
 for suite in "${suites[@]}"; do
