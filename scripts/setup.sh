@@ -160,7 +160,7 @@ fi
 # The arm64 guest's userland: static busybox (the commands) and bash (the
 # test runner), arm64 builds from the Debian archive, unpacked, not installed.
 if [[ -x "$ARM64_USERLAND/bin/busybox" && -x "$ARM64_USERLAND/bin/bash-static" ]]; then
-    say "apt (arm64): $(cat "$ARM64_USERLAND/versions") present in $ARM64_USERLAND"
+    say "apt (arm64): $(paste -sd" " "$ARM64_USERLAND/versions") present in $ARM64_USERLAND"
 else
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
         say "dpkg: adding the arm64 architecture (for apt-get download of arm64 packages)"

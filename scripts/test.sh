@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test, from a fresh machine: setup, the test kernels (built once,
-# cached), host tests (cargo test, including the oracle against upstream's
+# Every test, from a fresh machine: setup and its check (tests/setup/), the
+# test kernels (built once, cached), host tests (cargo test, including the oracle against upstream's
 # tarball), a fuzz smoke run, then for each kernel the modules built against
 # it and one boot running the VM suites that apply to it (the plan below,
 # printed first).
@@ -101,6 +101,13 @@ say "setup"
 t0=$SECONDS
 "$REPO_ROOT/scripts/setup.sh" || step_failed "setup failed"
 timed setup $((SECONDS - t0))
+
+say "setup check (setup's package lists resolved from a new machine's state)"
+log="$(mktemp)"
+"$REPO_ROOT/tests/setup/check.sh" | tee "$log" || true
+line="$(grep -E '^setup check: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+[[ -n "$line" ]] || step_failed "the setup check did not run (see above)"
+count_line "$line"
 
 # What the suites get from the host. KHB_ARTIFACTS_DIR moves it, so that
 # two runs that share the kernel cache do not clear each other's.
