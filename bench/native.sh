@@ -3,11 +3,17 @@
 # kernel, where timings mean something (the VM tier runs under QEMU TCG).
 #
 #   bench/native.sh [--reps N] [--layouts "includes directory"] [--kernel-sets N]
-#                   [--out DIR] [--update-docs]
+#                   [--devices "zram loop"] [--out DIR] [--update-docs]
 #
 # The image is what the module embeds (the test kernel's headers, packed as
-# kmod/Kbuild packs them), in RAM (/dev/shm) behind a read-only loop device
-# with 4 KiB logical blocks. The peer is upstream's kheaders_data.tar.xz of
+# kmod/Kbuild packs them), served by a RAM block device standing in for
+# /dev/kheaders0, read-only, with 4 KiB logical blocks:
+#   zram   bio-based: completes each read in the submitter's context, as a
+#          RAM disk does (the closer stand-in; it stores the image's pages
+#          compressed with its own lzo-rle, which compressed data barely
+#          shrinks, so reading them costs little);
+#   loop   over the image in /dev/shm: each request goes to a worker thread,
+#          which roughly doubles the times. The peer is upstream's kheaders_data.tar.xz of
 # the same build, also in RAM, extracted to a fresh tmpfs. Each run starts
 # cold (drop_caches; nothing mounted or extracted) and covers what a user
 # waits for: extract + read, or mount + read. Workloads:
@@ -17,18 +23,19 @@
 #                   the order gcc opens them
 #   every file      find order (directory order on the mount)
 #   every file, 2   the same list read by 2 parallel readers (xargs -P2)
-# Read amplification = bytes the loop device read / image size (field 3 of
-# /sys/block/loopN/stat): deterministic, unlike the times.
-# Needs root (losetup, mount, drop_caches).
+# Read amplification = bytes the device read / image size (field 3 of
+# /sys/block/<dev>/stat): deterministic, unlike the times.
+# Needs root (zram, losetup, mount, drop_caches).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$REPO_ROOT"
 
-reps=5 layouts="includes directory" kernel_sets=20 out="$KHB_CACHE/bench/native" update_docs=""
+reps=5 layouts="includes directory" kernel_sets=20 devices="zram loop" out="$KHB_CACHE/bench/native" update_docs=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --reps) reps="$2"; shift 2 ;;
         --layouts) layouts="$2"; shift 2 ;;
         --kernel-sets) kernel_sets="$2"; shift 2 ;;
+        --devices) devices="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --update-docs) update_docs=1; shift ;;
         -h|--help) sed -n '2,/^source/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -48,10 +55,11 @@ TOOL="$REPO_ROOT/target/release/kheaders-image"
 rm -rf "$out" && mkdir -p "$out/sets"
 shm="$(mktemp -d /dev/shm/khb-bench.XXXXXX)"
 mnt="$(mktemp -d /tmp/khb-bench-mnt.XXXXXX)"
-loops=()
+loops=() zrams=()
 cleanup() {
     mountpoint -q "$mnt" && umount "$mnt"
     for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    for z in "${zrams[@]}"; do echo "$z" >/sys/class/zram-control/hot_remove 2>/dev/null || true; done
     rm -rf "$shm" "$mnt"
 }
 trap cleanup EXIT
@@ -120,7 +128,7 @@ run_tarball() {
     awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}'
 }
 
-# run_image LAYOUT LOOPDEV WORKLOAD: "seconds amplification" for mount + read.
+# run_image LAYOUT DEV WORKLOAD: "seconds amplification" for mount + read.
 run_image() {
     local img="$shm/$1.img" dev="$2" n="${2#/dev/}"
     drop_caches
@@ -136,22 +144,41 @@ run_image() {
         'BEGIN {printf "%.4f %.4f", b - a, s * 512 / size}'
 }
 
+# zram_of IMAGE: a new zram device holding IMAGE, read-only.
+zram_of() {
+    local id
+    [[ -e /sys/class/zram-control/hot_add ]] || modprobe zram num_devices=0 2>/dev/null ||
+        die "this kernel has no zram (--devices loop measures without it)"
+    id="$(cat /sys/class/zram-control/hot_add)"
+    zrams+=("$id")
+    echo "$(stat -c %s "$1")" >"/sys/block/zram$id/disksize"
+    dd if="$1" of="/dev/zram$id" bs=1M oflag=direct status=none
+    blockdev --setro "/dev/zram$id"
+    echo "/dev/zram$id"
+}
 declare -A dev_of
-for l in $layouts; do
-    dev_of[$l]="$(losetup -f --show -r -b 4096 "$shm/$l.img")"
-    loops+=("${dev_of[$l]}")
+variants=()
+for d in $devices; do
+    for l in $layouts; do
+        case "$d" in
+            zram) dev_of[$l@$d]="$(zram_of "$shm/$l.img")" ;;
+            loop) dev_of[$l@$d]="$(losetup -f --show -r -b 4096 "$shm/$l.img")"; loops+=("${dev_of[$l@$d]}") ;;
+            *) die "--devices: unknown device '$d' (zram, loop)" ;;
+        esac
+        variants+=("$l@$d")
+    done
 done
 
 workloads=(first bench/programs/*.c "${kernel_names[@]}" every every2)
-say "measuring: ${#workloads[@]} workloads x $reps cold runs x (tarball + $(wc -w <<<"$layouts") layouts)"
+say "measuring: ${#workloads[@]} workloads x $reps cold runs x (tarball + ${#variants[@]} layout@device)"
 for w in "${workloads[@]}"; do
     [[ "$w" == bench/programs/*.c ]] && w="$(basename "$w" .c)"
     for r in $(seq 1 "$reps"); do
         record "time:$w" tar.xz "$r" "$(run_tarball "$w")"
-        for l in $layouts; do
-            read -r t a <<<"$(run_image "$l" "${dev_of[$l]}" "$w")"
-            record "time:$w" "$l" "$r" "$t"
-            record "amp:$w" "$l" "$r" "$a"
+        for v in "${variants[@]}"; do
+            read -r t a <<<"$(run_image "${v%@*}" "${dev_of[$v]}" "$w")"
+            record "time:$w" "$v" "$r" "$t"
+            record "amp:$w" "$v" "$r" "$a"
         done
     done
 done
