@@ -45,29 +45,41 @@ pub struct PackInput {
     pub mtime: u32,
 }
 
-/// Whether `pack` should treat `input` as a tarball: anything but a directory.
+/// Whether `pack` should treat `input` as a tarball: a regular file (sysfs'
+/// `kheaders.tar.xz` is one). Not a device: it would be read whole.
 pub fn is_tarball(input: &Path) -> bool {
-    fs::metadata(input).is_ok_and(|m| !m.is_dir())
+    fs::metadata(input).is_ok_and(|m| m.is_file())
 }
 
 /// A `.tar.xz` (or plain `.tar`) file.
 pub fn read(path: &Path) -> Result<Tarball> {
-    let raw = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let ctx = || format!("reading {}", path.display());
+    let mut f = fs::File::open(path).with_context(ctx)?;
+    // The first block tells; no need to read a large file that is no tarball.
+    let mut raw = Vec::new();
+    (&mut f).take(BLOCK as u64).read_to_end(&mut raw).with_context(ctx)?;
+    if looks_like_tarball(&raw) {
+        f.read_to_end(&mut raw).with_context(ctx)?;
+    }
     parse(&raw).with_context(|| format!("{}", path.display()))
+}
+
+fn looks_like_tarball(head: &[u8]) -> bool {
+    head.starts_with(XZ_MAGIC) || head.get(257..262) == Some(b"ustar")
 }
 
 /// The archive in `raw`: xz-compressed or not.
 pub fn parse(raw: &[u8]) -> Result<Tarball> {
-    if raw.starts_with(XZ_MAGIC) {
+    if !looks_like_tarball(raw) {
+        bail!("not a kheaders tarball (neither .tar.xz nor .tar)")
+    } else if raw.starts_with(XZ_MAGIC) {
         let mut tar = Vec::new();
         // Multi-stream, as xz(1) and `tar -J` read it; checks every stream's
         // check and refuses a cut-off stream or trailing garbage.
         liblzma::read::XzDecoder::new_multi_decoder(raw).read_to_end(&mut tar).context("bad xz data")?;
         parse_tar(&tar)
-    } else if raw.len() >= BLOCK && &raw[257..262] == b"ustar" {
-        parse_tar(raw)
     } else {
-        bail!("neither a kernel tree nor a kheaders tarball (.tar.xz or .tar)")
+        parse_tar(raw)
     }
 }
 
@@ -335,7 +347,8 @@ mod tests {
         assert!(err(&tar_of(&es, 0)).contains("include/linux/l.h is a symlink"));
         assert!(err(&tar_of(&[E("../x.h", F, 0o644, b"")], 0)).contains("unsafe path"));
         assert!(err(&tar_of(&[E("./", F, 0o644, b"")], 0)).contains("root is a file"));
-        assert!(err(b"#include <linux/kconfig.h>\n").contains("neither a kernel tree nor a kheaders tarball"));
+        assert!(err(b"#include <linux/kconfig.h>\n")
+            .contains("not a kheaders tarball (neither .tar.xz nor .tar)"));
     }
 
     #[test]

@@ -348,7 +348,9 @@ fn damaged_or_cut_off_tarball() {
     fs::write(&tarball, &flipped).unwrap();
     check(&c, &pack_tarball(&c, &tarball, &[]), "bad xz data");
     fs::write(&tarball, b"#define NOT_A_TARBALL\n").unwrap();
-    check(&c, &pack_tarball(&c, &tarball, &[]), "neither a kernel tree nor a kheaders tarball");
+    check(&c, &pack_tarball(&c, &tarball, &[]), "not a kheaders tarball (neither .tar.xz nor .tar)");
+    // A device is not read as a tarball (nor whole).
+    check(&c, &pack_tarball(&c, Path::new("/dev/zero"), &[]), "/dev/zero is not a directory");
 }
 
 #[test]
