@@ -3,7 +3,8 @@
 //!
 //! The data path: [`select`] picks the files upstream's
 //! `kernel/gen_kheaders.sh` picks, [`strip`] removes comments as its perl
-//! line does, [`tree`] holds the result, [`layout`] decides where each
+//! line does, [`tree`] holds the result (or [`tarball`] reads it from a kheaders
+//! tarball), [`layout`] decides where each
 //! header's data goes (from the include graph), [`squashfs`] writes the
 //! filesystem with [`xz`] blocks, [`pack`] adds our [`format::Trailer`], and
 //! [`output`] puts it on disk atomically. backhand reads images back
@@ -19,6 +20,7 @@ pub mod progress;
 pub mod select;
 pub mod squashfs;
 pub mod strip;
+pub mod tarball;
 pub mod time;
 pub mod tree;
 pub mod verify;

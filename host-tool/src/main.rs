@@ -16,7 +16,8 @@ use kheaders_image::output::write_atomically;
 use kheaders_image::pack::{check_block_size, pack, PackOptions, DEFAULT_BLOCK_SIZE};
 use kheaders_image::parallel::default_jobs;
 use kheaders_image::progress::Progress;
-use kheaders_image::select::KernelTree;
+use kheaders_image::select::{KernelTree, UTSRELEASE_H};
+use kheaders_image::tarball;
 use kheaders_image::time::{image_time_from_env, parse_date};
 use kheaders_image::tree::HeaderTree;
 use kheaders_image::verify::{compare, drop_build_order_entries};
@@ -31,10 +32,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pack the headers of a kernel tree (the set CONFIG_IKHEADERS carries,
-    /// comments stripped the same way) into a squashfs-xz image.
+    /// comments stripped the same way), or a kheaders tarball as it is,
+    /// into a squashfs-xz image.
     Pack {
         /// Kernel tree: a source tree, an in-tree build, or an O= build
-        /// directory (its `source` link leads to the source tree).
+        /// directory (its `source` link leads to the source tree). Or a
+        /// kheaders tarball (kheaders_data.tar.xz, /sys/kernel/kheaders.tar.xz).
         tree: PathBuf,
         /// Output image file (`-` for standard output). Written atomically.
         #[arg(short, long)]
@@ -43,7 +46,7 @@ enum Command {
         #[arg(long)]
         source: Option<PathBuf>,
         /// Kernel arch as under arch/ (SRCARCH). Default: the arch TREE was
-        /// built for, else the host's.
+        /// built for, else the host's; a tarball's own (must match).
         #[arg(long)]
         arch: Option<String>,
         /// Squashfs data block size (power of two, 4K to 1M).
@@ -59,7 +62,8 @@ enum Command {
         #[arg(long, default_value = "6", value_parser = parse_preset)]
         xz_preset: u32,
         /// Time stamp for every entry, seconds or a `date -d` string.
-        /// Default: $KBUILD_BUILD_TIMESTAMP, else $SOURCE_DATE_EPOCH, else 0.
+        /// Default: a tarball's newest entry time; for trees
+        /// $KBUILD_BUILD_TIMESTAMP, else $SOURCE_DATE_EPOCH, else 0.
         #[arg(long)]
         mtime: Option<String>,
         /// Compression threads. Default: all CPUs.
@@ -144,28 +148,37 @@ fn run(cmd: Command) -> Result<ExitCode> {
             if output == Path::new("-") && std::io::stdout().is_terminal() {
                 bail!("refusing to write an image to a terminal; redirect standard output or use -o FILE");
             }
-            let kt = KernelTree::resolve(&tree, source.as_deref(), arch.as_deref())?;
-            if !kt.is_configured() && !quiet {
-                eprintln!(
-                    "kheaders-image: warning: {} is not configured; the image lacks include/generated/*",
-                    kt.build_dir().display()
-                );
-            }
-            let mtime = match mtime {
-                Some(m) => parse_date(&m).context("--mtime")?,
-                None => image_time_from_env()?,
-            };
             let jobs = jobs.unwrap_or_else(default_jobs).max(1);
             let progress = Progress::new(quiet);
-            let headers = HeaderTree::from_kernel(&kt, jobs, &progress)?;
-            let opts = PackOptions {
-                block_size,
-                mtime,
-                jobs,
-                xz_preset,
-                kernel_release: kt.kernel_release(),
-                layout,
+            // A tarball's own time stamp, not the environment's: one tarball, one image.
+            let (headers, kernel_release, input_mtime) = if tarball::is_tarball(&tree) {
+                if source.is_some() {
+                    bail!("--source is for kernel trees; {} is a file", tree.display());
+                }
+                let t = tarball::for_pack(&tree, arch.as_deref())?;
+                if t.release.is_none() && !quiet {
+                    eprintln!(
+                        "kheaders-image: warning: {} has no {UTSRELEASE_H}; the image records no release",
+                        tree.display()
+                    );
+                }
+                (t.tree, t.release, Some(t.mtime))
+            } else {
+                let kt = KernelTree::resolve(&tree, source.as_deref(), arch.as_deref())?;
+                if !kt.is_configured() && !quiet {
+                    eprintln!(
+                        "kheaders-image: warning: {} is not configured; the image lacks include/generated/*",
+                        kt.build_dir().display()
+                    );
+                }
+                (HeaderTree::from_kernel(&kt, jobs, &progress)?, kt.kernel_release(), None)
             };
+            let mtime = match (mtime, input_mtime) {
+                (Some(m), _) => parse_date(&m).context("--mtime")?,
+                (None, Some(m)) => m,
+                (None, None) => image_time_from_env()?,
+            };
+            let opts = PackOptions { block_size, mtime, jobs, xz_preset, kernel_release, layout };
             let packed = pack(&headers, &opts, &progress)?;
             let image = packed.image;
             write_atomically(&output, &image)?;

@@ -81,11 +81,7 @@ impl KernelTree {
 
     /// `UTS_RELEASE` of the build, if it was built far enough to have one.
     pub fn kernel_release(&self) -> Option<String> {
-        let text = fs::read_to_string(self.build_dir().join("include/generated/utsrelease.h")).ok()?;
-        let rest = text.split("UTS_RELEASE").nth(1)?;
-        let start = rest.find('"')? + 1;
-        let len = rest[start..].find('"')?;
-        Some(rest[start..start + len].to_string())
+        uts_release(&fs::read_to_string(self.build_dir().join(UTSRELEASE_H)).ok()?)
     }
 
     /// (tree, header directory) pairs in upstream's order: source first,
@@ -140,6 +136,17 @@ fn host_arch() -> Option<String> {
         _ => return None,
     };
     Some(arch.to_string())
+}
+
+/// Where a built tree (and its kheaders tarball) says which release it is.
+pub const UTSRELEASE_H: &str = "include/generated/utsrelease.h";
+
+/// The `UTS_RELEASE` string of a `utsrelease.h`.
+pub fn uts_release(text: &str) -> Option<String> {
+    let rest = text.split("UTS_RELEASE").nth(1)?;
+    let start = rest.find('"')? + 1;
+    let len = rest[start..].find('"')?;
+    Some(rest[start..start + len].to_string())
 }
 
 /// Never selected (docs/design.md, "Selection"). Upstream's tarball has it or

@@ -170,51 +170,10 @@ impl HeaderTree {
         Ok(tree)
     }
 
-    /// The content of a `.tar.xz` (or plain `.tar`) archive such as upstream's
-    /// `kheaders_data.tar.xz`.
+    /// What a `.tar.xz` (or plain `.tar`) archive such as upstream's
+    /// `kheaders_data.tar.xz` extracts to.
     pub fn from_tarball(path: &Path) -> Result<HeaderTree> {
-        let raw = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let data = if raw.starts_with(b"\xfd7zXZ\0") {
-            let mut out = Vec::new();
-            liblzma::read::XzDecoder::new(&raw[..])
-                .read_to_end(&mut out)
-                .with_context(|| format!("{}: bad xz data", path.display()))?;
-            out
-        } else {
-            raw
-        };
-        let ctx = || format!("{}: bad tar archive", path.display());
-        let mut archive = tar::Archive::new(Cursor::new(data));
-        let mut tree = HeaderTree::default();
-        for entry in archive.entries().with_context(ctx)? {
-            let mut entry = entry.with_context(ctx)?;
-            let raw_path = entry.path().with_context(ctx)?.into_owned();
-            let Some(rel) = normalize(&raw_path) else {
-                bail!("{}: unsafe path {:?} in archive", path.display(), raw_path);
-            };
-            let mode = entry.header().mode().with_context(ctx)? & 0o7777;
-            let node = match entry.header().entry_type() {
-                tar::EntryType::Directory => Node::Dir { mode },
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mut data = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut data).with_context(ctx)?;
-                    Node::File { mode, data }
-                }
-                tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name()
-                        .with_context(ctx)?
-                        .ok_or_else(|| anyhow!("{}: symlink without target", ctx()))?;
-                    let target = target.to_str().ok_or_else(|| anyhow!("{}: non-UTF-8 symlink", ctx()))?;
-                    Node::Symlink { target: target.to_string() }
-                }
-                other => bail!("{}: {rel}: unsupported entry type {:?}", path.display(), other),
-            };
-            if !rel.is_empty() {
-                tree.entries.insert(rel, node);
-            }
-        }
-        Ok(tree)
+        Ok(crate::tarball::read(path)?.tree)
     }
 
     /// The content of a squashfs image, read with backhand.
@@ -331,7 +290,7 @@ fn changed_path<'a>(a: &'a BTreeMap<String, Selected>, b: &'a BTreeMap<String, S
 }
 
 /// `./include/x.h`, `/include/x.h` -> `include/x.h`; `.`, `/` -> ``. Refuses `..`.
-fn normalize(p: &Path) -> Option<String> {
+pub(crate) fn normalize(p: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for c in p.components() {
         match c {

@@ -313,3 +313,76 @@ fn symlink_target_longer_than_the_readers_take() {
         "include/linux/far.h: a symlink target of 263 bytes; targets may have at most 255",
     );
 }
+
+/// The fake tree's header set in `c`'s directory, with `extra` run there
+/// first (to add odd entries), archived as upstream does.
+fn tarball_case(c: &Case, extra: &str) -> std::path::PathBuf {
+    let dir = c.out_dir.parent().unwrap();
+    let set = dir.join("set");
+    pack(&c.tree, &dir.join("tree.img"), &[]);
+    unsquashfs(&dir.join("tree.img"), &set);
+    let st = Command::new("sh").arg("-c").arg(extra).current_dir(&set).status().unwrap();
+    assert!(st.success(), "{extra}");
+    let tarball = dir.join("kheaders.tar.xz");
+    upstream_tar(&set, &tarball, Some("@0"));
+    tarball
+}
+
+fn pack_tarball(c: &Case, tarball: &Path, extra: &[&str]) -> Output {
+    let out = c.out_dir.join("h.img");
+    let mut args = vec!["pack", path_str(tarball), "-o", path_str(&out)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn damaged_or_cut_off_tarball() {
+    let c = case();
+    let tarball = tarball_case(&c, "true");
+    let good = fs::read(&tarball).unwrap();
+    pack(&tarball, &c.out_dir.parent().unwrap().join("ok.img"), &[]);
+    fs::write(&tarball, &good[..good.len() / 2]).unwrap();
+    check(&c, &pack_tarball(&c, &tarball, &[]), "bad xz data");
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    fs::write(&tarball, &flipped).unwrap();
+    check(&c, &pack_tarball(&c, &tarball, &[]), "bad xz data");
+    fs::write(&tarball, b"#define NOT_A_TARBALL\n").unwrap();
+    check(&c, &pack_tarball(&c, &tarball, &[]), "not a kheaders tarball (neither .tar.xz nor .tar)");
+    // A device is not read as a tarball (nor whole).
+    check(&c, &pack_tarball(&c, Path::new("/dev/zero"), &[]), "/dev/zero is not a directory");
+}
+
+#[test]
+fn odd_entries_in_a_tarball() {
+    for (make, needle) in [
+        ("mkfifo include/linux/fifo.h", "include/linux/fifo.h: a FIFO"),
+        ("ln include/linux/sched.h include/linux/hard.h", "include/linux/sched.h: a hard link"),
+        ("mkdir -p arch/arm64/include && touch arch/arm64/include/a.h", "several arches (arm64, x86)"),
+        ("chown 1:1 include/linux/sched.h", "owned by 1:1"),
+    ] {
+        let c = case();
+        let tarball = tarball_case(&c, make);
+        // GNU tar's --owner=0 would hide the chown: archive without it.
+        if make.starts_with("chown") {
+            let set = c.out_dir.parent().unwrap().join("set");
+            let st =
+                Command::new("tar").arg("-cJf").arg(&tarball).arg("-C").arg(&set).arg(".").status().unwrap();
+            assert!(st.success());
+        }
+        check(&c, &pack_tarball(&c, &tarball, &[]), needle);
+    }
+}
+
+#[test]
+fn tree_options_with_a_tarball() {
+    let c = case();
+    let tarball = tarball_case(&c, "true");
+    check(&c, &pack_tarball(&c, &tarball, &["--arch", "arm64"]), "not arch/arm64: wrong --arch?");
+    check(
+        &c,
+        &pack_tarball(&c, &tarball, &["--source", c.tree.to_str().unwrap()]),
+        "--source is for kernel trees",
+    );
+    pack(&tarball, &c.out_dir.parent().unwrap().join("ok.img"), &["--arch", "x86"]);
+}

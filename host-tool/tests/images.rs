@@ -80,28 +80,7 @@ fn verify_against_a_tarball_made_like_upstream() {
     let dir = t.path().join("x");
     unsquashfs(&img, &dir);
     let tarball = t.path().join("h.tar.xz");
-    let make_tarball = || {
-        let _ = fs::remove_file(&tarball);
-        // gen_kheaders.sh's tar flags.
-        let st = Command::new("tar")
-            .args([
-                "--owner=0",
-                "--group=0",
-                "--sort=name",
-                "--numeric-owner",
-                "--mode=u=rw,go=r,a+X",
-                "-I",
-                "xz",
-                "-cf",
-            ])
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&dir)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
-    };
+    let make_tarball = || upstream_tar(&dir, &tarball, None);
     make_tarball();
     let o = run(&["verify", path_str(&img), path_str(&tarball)]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));

@@ -70,21 +70,18 @@ fn full_listing(dir: &Path) -> Vec<String> {
     listing_as(dir, "%P %y %m %l\n")
 }
 
-#[test]
-fn image_equals_upstream_tarball_file_by_file() {
-    let k = real_kernel();
+/// The image, as unsquashfs extracts it, equals the tarball as GNU tar
+/// extracts it (but the reference's `utsversion.h` if `drop_utsversion`),
+/// and our `verify` agrees. Returns (files, directories, symlinks).
+fn assert_image_equals_tarball(img: &Path, tarball: &Path, drop_utsversion: bool) -> (usize, usize, usize) {
     let t = tempdir();
-    let img = t.path().join("kheaders.img");
-    pack(&k.tree, &img, &[]);
-
     let ours = t.path().join("ours");
-    unsquashfs(&img, &ours);
+    unsquashfs(img, &ours);
     let theirs = t.path().join("upstream");
-    fs::create_dir(&theirs).unwrap();
-    let st = Command::new("tar").arg("-xJf").arg(&k.tarball).arg("-C").arg(&theirs).status().unwrap();
-    assert!(st.success());
-    // In the tarball or not by build order, never in an image (design.md).
-    let _ = fs::remove_file(theirs.join(kheaders_image::select::UTSVERSION_H));
+    untar(tarball, &theirs);
+    if drop_utsversion {
+        let _ = fs::remove_file(theirs.join(kheaders_image::select::UTSVERSION_H));
+    }
 
     let (a, b) = (full_listing(&ours), full_listing(&theirs));
     let only_ours: Vec<_> = a.iter().filter(|l| !b.contains(l)).take(10).collect();
@@ -100,14 +97,51 @@ fn image_equals_upstream_tarball_file_by_file() {
     assert!(files > 5000, "only {files} files: not the IKHEADERS set");
     assert!(links >= 4, "the dt-bindings symlinks are missing");
     // Our own verify agrees with the independent readers.
-    let o = run(&["verify", path_str(&img), path_str(&k.tarball)]);
+    let o = run(&["verify", path_str(img), path_str(tarball)]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    (files, a.len() - files - links, links)
+}
+
+#[test]
+fn image_equals_upstream_tarball_file_by_file() {
+    let k = real_kernel();
+    let t = tempdir();
+    let img = t.path().join("kheaders.img");
+    pack(&k.tree, &img, &[]);
+    // In the tarball or not by build order, never in an image from a tree (design.md).
+    let (files, dirs, links) = assert_image_equals_tarball(&img, &k.tarball, true);
     eprintln!(
-        "oracle: {files} files, {} directories, {links} symlinks identical; image {} B, upstream tar.xz {} B",
-        a.len() - files - links,
+        "oracle: {files} files, {dirs} directories, {links} symlinks identical; image {} B, upstream tar.xz {} B",
         fs::metadata(&img).unwrap().len(),
         fs::metadata(&k.tarball).unwrap().len()
     );
+}
+
+#[test]
+fn image_from_upstream_tarball_holds_every_entry_of_it() {
+    let k = real_kernel();
+    let t = tempdir();
+    let img = t.path().join("from-tarball.img");
+    pack(&k.tarball, &img, &[]);
+    // Everything, utsversion.h too if the tarball has it.
+    let (files, dirs, links) = assert_image_equals_tarball(&img, &k.tarball, false);
+    // Without utsversion.h the header sets are the same, and so is the
+    // image (the same layout from the same include graph), at the same time.
+    let has_utsversion = {
+        let list = Command::new("tar").arg("-tJf").arg(&k.tarball).output().unwrap();
+        String::from_utf8_lossy(&list.stdout).lines().any(|l| l == "./include/generated/utsversion.h")
+    };
+    if !has_utsversion {
+        let time = stdout(&run(&["inspect", "--json", path_str(&img)]));
+        let time: serde_json::Value = serde_json::from_str(&time).unwrap();
+        let tree_img = t.path().join("from-tree.img");
+        pack(&k.tree, &tree_img, &["--mtime", &time["mod_time"].to_string()]);
+        assert!(
+            fs::read(&img).unwrap() == fs::read(&tree_img).unwrap(),
+            "tarball and tree gave different images"
+        );
+    }
+    eprintln!("oracle (tarball input): {files} files, {dirs} directories, {links} symlinks identical; same image as the tree's: {}", !has_utsversion);
 }
 
 /// Copy `include/`, `arch/<arch>/include/` and the markers of a kernel tree,

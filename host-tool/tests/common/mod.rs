@@ -211,3 +211,35 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Archive `dir` into `out` (xz) with GNU tar as upstream's
+/// `kernel/gen_kheaders.sh` does (its flags; `--mtime` as with
+/// `KBUILD_BUILD_TIMESTAMP`, else each file's own).
+pub fn upstream_tar(dir: &Path, out: &Path, mtime: Option<&str>) {
+    let st = Command::new("tar")
+        .args(mtime.map(|m| format!("--mtime={m}")))
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--sort=name",
+            "--numeric-owner",
+            "--mode=u=rw,go=r,a+X",
+            "-I",
+            "xz",
+            "-cf",
+        ])
+        .arg(out)
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "GNU tar failed");
+}
+
+/// Extract a tar(.xz) with GNU tar into `dest` (created).
+pub fn untar(tarball: &Path, dest: &Path) {
+    fs::create_dir_all(dest).unwrap();
+    let st = Command::new("tar").arg("-xf").arg(tarball).arg("-C").arg(dest).status().unwrap();
+    assert!(st.success(), "tar -x {} failed", tarball.display());
+}
