@@ -302,10 +302,15 @@ impl<T: Operations> ReadOnlyDisk<T> {
         if let Err(e) = to_result(unsafe {
             bindings::device_add_disk(core::ptr::null_mut(), d, core::ptr::null_mut())
         }) {
-            // SAFETY: Not added (`GD_ADDED` unset), so `put_disk()` alone
-            // releases it; `disk_release()` then tears the queue down with
+            // SAFETY: Not added (`GD_ADDED` unset). Ours is the last
+            // reference: on 6.12 nothing can take one before
+            // `add_disk_final()`, which makes the disk openable (`bdev_add()`)
+            // and announces it, and every failure of `device_add_disk()`
+            // comes before it. So `put_disk()` releases it here, and
+            // `disk_release()` tears the queue down with
             // `blk_mq_exit_queue()`, which uses the tag set: `tagset` is still
-            // held here and dropped only on return.
+            // held here and dropped only on return. `free_disk` is not called
+            // for a disk never added, so nothing waits for `released`.
             unsafe { bindings::put_disk(d) };
             return Err(e);
         }
@@ -340,6 +345,8 @@ impl<T: Operations> Drop for ReadOnlyDisk<T> {
         // added, calls `free_disk`, which completes `released`. Waiting for
         // that keeps the module, and so `fops`, alive until then; the wait is
         // short, since an open disk pins the module (rmmod never gets here).
+        // No module code runs after the wake-up: `khb_free_disk` jumps to
+        // `complete()`, which returns into `disk_release()` (helpers.c).
         // `released` is freed only after this body, once `complete()` has let
         // go of it (a completion may be freed as soon as its waiter returns).
         unsafe {

@@ -58,9 +58,14 @@ void khb_disk_release_init(struct gendisk *disk, struct completion *released)
 }
 
 /*
- * fops->free_disk. One call and the return: the waiter may free the module
- * as soon as complete() has released the completion's lock, and
- * free_module() waits for an RCU grace period before it frees the text.
+ * fops->free_disk. The waiter may free the module as soon as complete() has
+ * released the completion's lock, while this task may still be inside
+ * complete() (preempted there, say). So complete() must not return here: it
+ * is a tail call (a jump, compiled with -foptimize-sibling-calls even where
+ * frame pointers turn that off; see Kbuild), and returns straight into
+ * disk_release(). tests/vm/module.sh checks the emitted jump. An RCU grace
+ * period would not cover this: a task preempted outside an RCU read-side
+ * section does not hold one up.
  */
 void khb_free_disk(struct gendisk *disk)
 {

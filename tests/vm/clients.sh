@@ -23,11 +23,19 @@ test_zero_config_mounts_where_tools_look_and_undoes() {
     no_headers_installed
     "$KM"
     module_loaded kheaders_blk || built_in KHEADERS_BLK || fail "kheaders-mount did not load the module"
-    findmnt -no OPTIONS "/run/kheaders/$REL" | grep -qw ro || fail "not mounted read-only"
+    # The options as the kernel reports them (mountinfo's per-mount field).
+    local opts
+    opts=$(awk -v d="/run/kheaders/$REL" '$5 == d { print $6 }' /proc/self/mountinfo)
+    for o in ro nosuid nodev noexec; do
+        [[ ",$opts," == *",$o,"* ]] || fail "mounted without $o: $opts"
+    done
+    echo "  mount options: $opts"
     expect_eq "$(readlink "/lib/modules/$REL/build")" "/run/kheaders/$REL" "build link"
     [[ -f "/lib/modules/$REL/build/include/linux/kconfig.h" ]] || fail "no kconfig.h through the link"
-    "$KM" | grep -q "already leads" || fail "second run did not notice it is set up"
-    [[ $(grep -c " /run/kheaders/$REL " /proc/self/mountinfo) == 1 ]] || fail "mounted twice"
+    local again
+    again=$("$KM")
+    grep -q "already leads" <<<"$again" || fail "second run did not notice it is set up: $again"
+    expect_eq "$(mounts_at "/run/kheaders/$REL")" 1 "mounts at /run/kheaders/$REL"
     "$KM" --status
     "$KM" --undo
     [[ ! -e "/lib/modules/$REL/build" && ! -L "/lib/modules/$REL/build" ]] || fail "build link left behind"
@@ -37,37 +45,167 @@ test_zero_config_mounts_where_tools_look_and_undoes() {
     expect_fails "status when not set up" "$KM" --status
 }
 
+# mounts_at DIR: how many mounts are stacked at DIR.
+mounts_at() { awk -v d="$1" '$5 == d { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+
+# left_nothing: no mount, no build link to it, no module, nothing in
+# /run/kheaders but the lock file.
+left_nothing() {
+    [[ $(mounts_at "/run/kheaders/$REL") == 0 ]] || fail "still mounted at /run/kheaders/$REL"
+    [[ "$(readlink "/lib/modules/$REL/build")" != "/run/kheaders/$REL" ]] || fail "build link left behind"
+    ! module_loaded kheaders_blk || built_in KHEADERS_BLK || fail "kheaders_blk left loaded"
+    [[ -z "$(ls -A /run/kheaders 2>/dev/null | grep -vx .lock)" ]] || fail "left in /run/kheaders: $(ls -A /run/kheaders)"
+}
+
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+
+# plant DIR: as an unprivileged user, headers at DIR that fail any compile.
+plant() {
+    as_nobody sh -c 'mkdir -p "$1/include/linux" "$1/include/generated" &&
+        echo "#error planted by another user" >"$1/include/linux/kconfig.h" &&
+        echo "#define UTS_RELEASE \"$2\"" >"$1/include/generated/utsrelease.h"' sh "$1" "$REL"
+}
+
+# planted_listing: what an attacker left in /tmp (links not followed), to
+# check nothing touched it.
+planted_listing() { find /tmp/kheaders-* -maxdepth 3 -printf '%p %y %u %l\n' 2>/dev/null | LC_ALL=C sort; }
+
 test_zero_config_never_touches_installed_headers() {
     no_headers_installed
-    # A headers package: a real build directory.
-    mkdir -p "/lib/modules/$REL/build/include/linux"
-    echo '/* package */' >"/lib/modules/$REL/build/include/linux/kconfig.h"
-    "$KM"
-    expect_eq "$(cat "/lib/modules/$REL/build/include/linux/kconfig.h")" '/* package */' "the package's file"
-    mountpoint -q "/tmp/kheaders-$REL" || fail "not bound at bcc's kheaders path"
-    findmnt -no OPTIONS "/tmp/kheaders-$REL" | grep -qw ro || fail "kheaders path not read-only"
-    [[ -f "/tmp/kheaders-$REL/include/generated/utsrelease.h" ]] || fail "no headers at /tmp/kheaders-$REL"
-    "$KM" --undo
-    [[ ! -e "/tmp/kheaders-$REL" ]] || fail "/tmp/kheaders-$REL left behind"
-    [[ -f "/lib/modules/$REL/build/include/linux/kconfig.h" ]] || fail "undo removed the package's headers"
+    local out b="/lib/modules/$REL/build"
+    # A headers package: a real build directory. Refused, nothing left.
+    mkdir -p "$b/include/linux"
+    echo '/* package */' >"$b/include/linux/kconfig.h"
+    # A record of a dangling link that is long gone must not survive this.
+    mkdir -p /var/lib/kheaders-blk && echo /usr/src/months-old >"/var/lib/kheaders-blk/$REL.build-was"
+    out=$("$KM" 2>&1) && fail "succeeded over a package's build directory: $out"
+    grep -q "^kheaders-mount: error: $b is a directory (a headers package?), not ours: bcc and bpftrace read it" <<<"$out" ||
+        fail "package message: $out"
+    echo "  refused: $out"
+    expect_eq "$(cat "$b/include/linux/kconfig.h")" '/* package */' "the package's file"
+    [[ ! -e "/var/lib/kheaders-blk/$REL.build-was" ]] || fail "stale record of an old link kept"
+    left_nothing
+    # A package's link (to a directory that is there): the same.
+    mv "$b" "/usr/src/khb-pkg-$REL" && ln -s "/usr/src/khb-pkg-$REL" "$b"
+    out=$("$KM" 2>&1) && fail "succeeded over a package's link: $out"
+    grep -q "$b is a link to /usr/src/khb-pkg-$REL, not ours" <<<"$out" || fail "package link message: $out"
+    expect_eq "$(readlink "$b")" "/usr/src/khb-pkg-$REL" "the package's link"
+    left_nothing
+    rm -rf "/usr/src/khb-pkg-$REL"
     # A dangling link (package removed) is replaced, and put back by --undo.
-    rm -rf "/lib/modules/$REL/build"
-    ln -s /usr/src/linux-headers-gone "/lib/modules/$REL/build"
+    ln -sfn /usr/src/linux-headers-gone "$b"
     "$KM"
-    expect_eq "$(readlink "/lib/modules/$REL/build")" "/run/kheaders/$REL" "build link over the dangling one"
+    expect_eq "$(readlink "$b")" "/run/kheaders/$REL" "build link over the dangling one"
     "$KM" --undo
-    expect_eq "$(readlink "/lib/modules/$REL/build")" /usr/src/linux-headers-gone "dangling link restored"
+    expect_eq "$(readlink "$b")" /usr/src/linux-headers-gone "dangling link restored"
+    # A link that cannot be followed is not dangling: a loop.
+    ln -sfn "$b" "$b"
+    out=$("$KM" 2>&1) && fail "replaced a link loop: $out"
+    expect_eq "$(readlink "$b")" "$b" "the looping link"
+    rm "$b"
+}
+
+test_zero_config_never_uses_a_mount_it_did_not_make() {
+    no_headers_installed
+    # Another filesystem at our mount point, with plausible headers.
+    mkdir -p "/run/kheaders/$REL"
+    mount -t tmpfs -o mode=0755 tmpfs "/run/kheaders/$REL"
+    mkdir -p "/run/kheaders/$REL/include/generated" "/run/kheaders/$REL/include/linux"
+    echo "#define UTS_RELEASE \"$REL\"" >"/run/kheaders/$REL/include/generated/utsrelease.h"
+    local out
+    out=$("$KM" 2>&1) && fail "used a tmpfs at its mount point: $out"
+    grep -q "something other than /dev/kheaders0 is mounted at /run/kheaders/$REL" <<<"$out" || fail "message: $out"
+    echo "  refused: $out"
+    [[ ! -L "/lib/modules/$REL/build" ]] || fail "linked build to a mount that is not ours"
+    out=$("$KM" --undo)
+    grep -q "left /run/kheaders/$REL alone" <<<"$out" || fail "undo did not say it left the tmpfs: $out"
+    expect_eq "$(mounts_at "/run/kheaders/$REL")" 1 "the tmpfs (undo must not unmount it)"
+    umount "/run/kheaders/$REL"
+    # A run dir that another user can write to.
+    rm -rf /run/kheaders && mkdir -m 0777 /run/kheaders
+    out=$("$KM" 2>&1) && fail "used a world-writable /run/kheaders: $out"
+    grep -q "refusing /run/kheaders: mode 777" <<<"$out" || fail "message: $out"
+    echo "  refused: $out"
+    rm -rf /run/kheaders
+    left_nothing
+}
+
+test_zero_config_ignores_what_others_plant_in_tmp() {
+    no_headers_installed
+    local before
+    # /tmp/kheaders-<rel> as another user's directory, then as their link to
+    # /etc: the helper succeeds through build, and touches neither.
+    plant "/tmp/kheaders-$REL"
+    before=$(planted_listing)
+    "$KM" >/dev/null
+    expect_eq "$(readlink "/lib/modules/$REL/build")" "/run/kheaders/$REL" "build link"
+    "$KM" --undo >/dev/null
+    expect_eq "$(planted_listing)" "$before" "the planted directory"
+    rm -rf "/tmp/kheaders-$REL"
+    as_nobody ln -s /etc "/tmp/kheaders-$REL"
+    before="$(stat -c '%u %a %Y' /etc) $(mounts_at /etc)"
+    "$KM" >/dev/null
+    expect_eq "$(stat -c '%u %a %Y' /etc) $(mounts_at /etc)" "$before" "/etc and the mounts on it"
+    "$KM" --undo >/dev/null
+    expect_eq "$(readlink "/tmp/kheaders-$REL")" /etc "the planted link"
+    rm "/tmp/kheaders-$REL"
+    left_nothing
+}
+
+test_zero_config_concurrent_runs_give_one_mount() {
+    no_headers_installed
+    local a=/tmp/khb-run-a b=/tmp/khb-run-b pa pb
+    "$KM" >"$a" 2>&1 & pa=$!
+    "$KM" >"$b" 2>&1 & pb=$!
+    wait "$pa" || fail "first run: $(cat "$a")"
+    wait "$pb" || fail "second run: $(cat "$b")"
+    expect_eq "$(mounts_at "/run/kheaders/$REL")" 1 "mounts after two concurrent runs"
+    grep -q "already leads" "$a" "$b" || fail "neither run saw the other's work: $(cat "$a" "$b")"
+    # A run waits for the lock's holder (here a stand-in), then does its work.
+    flock "/run/kheaders/.lock" sleep 3 & pa=$!
+    sleep 1
+    local t0=$SECONDS
+    "$KM" --undo >/dev/null
+    (( SECONDS - t0 >= 1 )) || fail "--undo did not wait for the lock"
+    wait "$pa"
+    left_nothing
+}
+
+test_zero_config_undo_after_a_crash() {
+    no_headers_installed
+    local b="/lib/modules/$REL/build"
+    # A reboot after a crash: /run is empty, build still leads to our mount
+    # point, the dangling link it replaced is recorded on disk.
+    ln -s /usr/src/linux-headers-gone "$b"
+    "$KM" >/dev/null
+    umount "/run/kheaders/$REL" && rmmod kheaders_blk && rm -rf /run/kheaders
+    "$KM" --undo
+    expect_eq "$(readlink "$b")" /usr/src/linux-headers-gone "link restored after the crash"
+    [[ ! -e "/var/lib/kheaders-blk/$REL.build-was" ]] || fail "used record kept"
+    rm "$b"
+    # A stale state file (its run crashed; a package came since): --undo
+    # removes only what is ours.
+    "$KM" >/dev/null
+    umount "/run/kheaders/$REL"
+    rm "$b" && mkdir -p "$b/include/linux" && echo '/* package */' >"$b/include/linux/kconfig.h"
+    "$KM" --undo
+    expect_eq "$(cat "$b/include/linux/kconfig.h")" '/* package */' "the package's file"
+    rm -rf "$b"
+    left_nothing
 }
 
 test_zero_config_says_what_is_wrong() {
     no_headers_installed
     local out
-    out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$(readable_copy "$KM")" 2>&1) &&
+    out=$(as_nobody "$(readable_copy "$KM")" 2>&1) &&
         fail "ran as nobody: $out"
     grep -q "must be run as root" <<<"$out" || fail "not-root message: $out"
     rm "/lib/modules/$REL/extra/kheaders_blk.ko" && depmod -a "$REL"
     out=$("$KM" 2>&1) && fail "ran without the module: $out"
     grep -q "cannot load kheaders_blk for kernel $REL" <<<"$out" || fail "no-module message: $out"
+    # The unit's condition: a boot without the module skips the unit.
+    out=$("$KM" --available 2>&1) && fail "--available without the module: $out"
+    grep -q "no kheaders_blk for kernel $REL (not loaded, not built in, not installed)" <<<"$out" || fail "--available: $out"
     # The module of another release: loads (with a warning), but kheaders-mount refuses.
     cp "$KHB_ARTIFACTS/other-release/kmod/kheaders_blk.ko" "/lib/modules/$REL/extra/" && depmod -a "$REL"
     out=$("$KM" 2>&1) && fail "mounted the headers of another release: $out"
@@ -105,23 +243,53 @@ test_boot_unit_and_udev_rule() {
     systemd-analyze verify "$root/kheaders.service" 2>&1 | tee /tmp/khb-verify
     ! grep -qi "error\|failed\|not found\|invalid" /tmp/khb-verify || fail "systemd-analyze verify: $(cat /tmp/khb-verify)"
     # What ExecStart and ExecStop run does the job.
-    local start stop
+    local cond start stop
+    cond=$(sed -n 's/^ExecCondition=//p' "$root/kheaders.service")
+    $cond || fail "ExecCondition says no with the module installed"
     start=$(sed -n 's/^ExecStart=//p' "$root/kheaders.service")
     stop=$(sed -n 's/^ExecStop=//p' "$root/kheaders.service")
     $start >/dev/null && [[ -f "/lib/modules/$REL/build/include/linux/kconfig.h" ]] || fail "ExecStart did not set up"
     $stop >/dev/null && [[ ! -e "/lib/modules/$REL/build" ]] || fail "ExecStop did not undo"
 }
 
+# bcc through the link kheaders-mount creates, with another user's headers
+# at bcc's own kheaders path (a link to their directory): had bcc read them,
+# the compile would fail on their #error.
 test_bcc_kprobe_program_sees_events() {
     no_headers_installed
+    plant /tmp/khb-evil
+    as_nobody ln -s /tmp/khb-evil "/tmp/kheaders-$REL"
+    local before out
+    before=$(planted_listing)
     "$KM" >/dev/null
-    local out
     out=$(bcc_count_reads 2>&1) || fail "bcc: $out"
     events_at_least 50 "$out"
-    # It used the mount: nothing was extracted.
-    [[ -z "$(ls -d /tmp/kheaders-* 2>/dev/null)" ]] || fail "bcc extracted headers: $(ls -d /tmp/kheaders-*)"
+    # It used the mount: it neither removed the planted path nor extracted.
+    expect_eq "$(planted_listing)" "$before" "the planted link"
     ! module_loaded kheaders || fail "bcc loaded kheaders.ko"
     "$KM" --undo >/dev/null
+    rm -rf /tmp/khb-evil "/tmp/kheaders-$REL"
+}
+
+# bcc through a dangling build link kheaders-mount replaced, run with a
+# non-sticky TMPDIR (as Android's /data/local/tmp) where another user made
+# kheaders-<rel> their own directory of headers.
+test_bcc_through_a_replaced_dangling_link_with_an_open_tmpdir() {
+    no_headers_installed
+    local open=/tmp/khb-open before out
+    mkdir -m 0777 "$open"
+    plant "$open/kheaders-$REL"
+    before=$(find "$open" -printf '%p %y %u %l\n' | LC_ALL=C sort)
+    ln -s /usr/src/linux-headers-gone "/lib/modules/$REL/build"
+    TMPDIR=$open "$KM" >/dev/null
+    expect_eq "$(readlink "/lib/modules/$REL/build")" "/run/kheaders/$REL" "build link"
+    out=$(TMPDIR=$open bcc_count_reads 2>&1) || fail "bcc: $out"
+    events_at_least 50 "$out"
+    expect_eq "$(find "$open" -printf '%p %y %u %l\n' | LC_ALL=C sort)" "$before" "the open TMPDIR"
+    ! module_loaded kheaders || fail "bcc loaded kheaders.ko"
+    "$KM" --undo >/dev/null
+    expect_eq "$(readlink "/lib/modules/$REL/build")" /usr/src/linux-headers-gone "dangling link restored"
+    rm -rf "$open" "/lib/modules/$REL/build"
 }
 
 test_stock_bcc_tool_reports() {
@@ -149,8 +317,10 @@ test_stock_bcc_tool_reports() {
     "$KM" --undo >/dev/null
 }
 
+# Through a dangling build link kheaders-mount replaced.
 test_bpftrace_program_uses_a_struct_from_the_headers() {
     no_headers_installed
+    ln -s /usr/src/linux-headers-gone "/lib/modules/$REL/build"
     "$KM" >/dev/null
     # A reader whose comm the program looks for (comm is the executable's name).
     ln -sf "$(command -v cat)" /tmp/khb-reader

@@ -200,6 +200,8 @@ no_headers_installed() {
     REL="$(uname -r)"
     unset BCC_KERNEL_SOURCE BPFTRACE_KERNEL_SOURCE BPFTRACE_KERNEL_BUILD TMPDIR
     module_loaded kheaders && rmmod kheaders
+    # What an earlier test that failed left mounted (it would pin the module).
+    while mountpoint -q "/run/kheaders/$REL" 2>/dev/null; do umount "/run/kheaders/$REL"; done
     module_loaded kheaders_blk && rmmod kheaders_blk
     mountpoint -q /lib/modules || mount -t tmpfs -o size=64M tmpfs /lib/modules
     tmp_on_tmpfs

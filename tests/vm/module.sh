@@ -277,3 +277,22 @@ test_image_of_another_release_loads_with_a_warning() {
     unload_kheaders_blk
     expect_eq "$(dmesg | grep -c 'embedded headers are of kernel' || true)" "$before" "warnings for the matching image"
 }
+
+# Once complete() has woken rmmod, the module's text may be freed while the
+# task that called it is still inside complete() (preempted there): so
+# khb_free_disk must reach complete() by a jump (a tail call), never by a
+# call that returns into the module (kmod/helpers.c).
+test_free_disk_jumps_to_complete() {
+    local obj=${KHB_MODULE:-$KHB_KERNEL_TREE/vmlinux} objdump=objdump refs
+    [[ $(uname -m) == aarch64 ]] && objdump=aarch64-linux-gnu-objdump
+    # Each instruction that refers to complete (directly, or by the relocation
+    # on the next line of an unlinked module), as its mnemonic.
+    refs=$("$objdump" -dr --no-show-raw-insn --disassemble=khb_free_disk "$obj" | awk -F'\t' '
+        /^ +[0-9a-f]+:\t/ { split($2, w, " "); insn = w[1] }
+        /<complete>|R_[A-Z0-9_]+\tcomplete([-+]|$)/ { print insn }')
+    echo "  khb_free_disk reaches complete() by: ${refs:-nothing}"
+    case "$refs" in
+        jmp|b) ;;
+        *) fail "khb_free_disk must jump to complete() once (a tail call), found: ${refs:-no reference}" ;;
+    esac
+}
