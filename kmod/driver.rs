@@ -124,9 +124,11 @@ impl kernel::Module for KheadersBlk {
             pr_err!("setting up /dev/{} failed: error {}\n", DISK_NAME, e.to_errno())
         })?;
         pr_info!(
-            "/dev/{}: headers of {}, squashfs-xz {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
+            "/dev/{}: headers of {}, {}-{} {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
             DISK_NAME,
             BStr(info.release()),
+            info.format,
+            info.compressor,
             info.squashfs_len / 1024,
             info.block_size / 1024,
             info.files,
@@ -156,6 +158,8 @@ fn report_bad_image(e: ImageError) {
         ),
         ImageError::TrailerVersion(v) => pr_err!("embedded image trailer version {} is not supported; refusing to load\n", v),
         ImageError::TrailerSize(n) => pr_err!("embedded image trailer size {} is not supported; refusing to load\n", n),
+        ImageError::UnsupportedFormat(f) => pr_err!("embedded image trailer names filesystem format {}, which this module does not serve; refusing to load\n", f),
+        ImageError::UnknownCompressor(c) => pr_err!("embedded image trailer names an unknown compressor {}; refusing to load\n", c),
         ImageError::NotSquashfs => pr_err!("embedded image is not squashfs; refusing to load\n"),
         ImageError::LengthMismatch { trailer, superblock } => pr_err!(
             "embedded image is inconsistent (trailer: {} squashfs bytes, superblock: {}); refusing to load\n",

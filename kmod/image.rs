@@ -5,7 +5,9 @@
 //! Layout (written by `kheaders-image pack`, see `host-tool/src/format.rs`):
 //! squashfs 4.0 (`bytes_used` long), zero padding, then a 128-byte trailer at
 //! the very end. The trailer records a CRC-32 of the squashfs bytes, which we
-//! check at load so that a corrupted module never serves a byte.
+//! check at load so that a corrupted module never serves a byte. Trailer
+//! version 2 also names the filesystem format and the compressor; version 1
+//! (squashfs, the compressor only in the superblock) is still accepted.
 
 use crate::crc32::crc32;
 
@@ -14,11 +16,42 @@ use crate::crc32::crc32;
 pub(crate) static IMAGE: &[u8] = include_bytes!(env!("KHEADERS_IMAGE_FILE"));
 
 const TRAILER_MAGIC: &[u8; 8] = b"KHDRSQFS";
-const TRAILER_VERSION: u32 = 1;
+const TRAILER_VERSION_1: u32 = 1;
+const TRAILER_VERSION_2: u32 = 2;
 const TRAILER_SIZE: usize = 128;
+/// The trailer's `format` for squashfs, the only one this module serves yet.
+const FORMAT_SQUASHFS: u16 = 1;
 const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
+/// Offset of `compression` in the squashfs superblock.
+const SQUASHFS_COMPRESSION: usize = 20;
 /// Offset of `bytes_used` in the squashfs superblock.
 const SQUASHFS_BYTES_USED: usize = 40;
+
+/// The trailer's `compressor` codes (host-tool/src/format.rs, `BlockFormat`).
+fn trailer_compressor(code: u16) -> Option<&'static str> {
+    match code {
+        1 => Some("xz"),
+        2 => Some("zstd"),
+        3 => Some("lz4"),
+        4 => Some("lzma"),
+        5 => Some("gzip"),
+        6 => Some("lzo"),
+        _ => None,
+    }
+}
+
+/// A squashfs superblock's compressor id (`squashfs_fs.h`), for version 1 trailers.
+fn squashfs_compressor(id: u16) -> &'static str {
+    match id {
+        1 => "gzip",
+        2 => "lzma",
+        3 => "lzo",
+        4 => "xz",
+        5 => "lz4",
+        6 => "zstd",
+        _ => "unknown",
+    }
+}
 
 /// What the trailer says about the image, once checked.
 pub(crate) struct ImageInfo {
@@ -28,6 +61,9 @@ pub(crate) struct ImageInfo {
     pub(crate) symlinks: u32,
     pub(crate) uncompressed_bytes: u64,
     pub(crate) block_size: u32,
+    /// Filesystem format and compressor, for the load line.
+    pub(crate) format: &'static str,
+    pub(crate) compressor: &'static str,
     release: [u8; 64],
 }
 
@@ -50,9 +86,15 @@ pub(crate) enum ImageError {
     TrailerChecksum { computed: u32, recorded: u32 },
     TrailerVersion(u32),
     TrailerSize(u32),
+    UnsupportedFormat(u16),
+    UnknownCompressor(u16),
     NotSquashfs,
     LengthMismatch { trailer: u64, superblock: u64 },
     DataChecksum { computed: u32, recorded: u32 },
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -84,13 +126,23 @@ pub(crate) fn check(image: &[u8]) -> Result<ImageInfo, ImageError> {
         return Err(ImageError::TrailerChecksum { computed, recorded });
     }
     let version = le32(t, 8);
-    if version != TRAILER_VERSION {
+    if version != TRAILER_VERSION_1 && version != TRAILER_VERSION_2 {
         return Err(ImageError::TrailerVersion(version));
     }
     let size = le32(t, 12);
     if size as usize != TRAILER_SIZE {
         return Err(ImageError::TrailerSize(size));
     }
+    let compressor = if version == TRAILER_VERSION_2 {
+        let format = le16(t, 44);
+        if format != FORMAT_SQUASHFS {
+            return Err(ImageError::UnsupportedFormat(format));
+        }
+        let code = le16(t, 46);
+        trailer_compressor(code).ok_or(ImageError::UnknownCompressor(code))?
+    } else {
+        squashfs_compressor(le16(image, SQUASHFS_COMPRESSION))
+    };
     if &image[0..4] != SQUASHFS_MAGIC {
         return Err(ImageError::NotSquashfs);
     }
@@ -116,6 +168,8 @@ pub(crate) fn check(image: &[u8]) -> Result<ImageInfo, ImageError> {
         dirs: le32(t, 36),
         symlinks: le32(t, 40),
         uncompressed_bytes: le64(t, 48),
+        format: "squashfs",
+        compressor,
         release,
     })
 }

@@ -14,59 +14,85 @@
 //! The kernel module parses the trailer too (`kmod/image.rs`); change both
 //! together and bump [`TRAILER_VERSION`].
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{anyhow, bail, ensure, Result};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::squashfs::records::{
+    check_block_size, SuperBlock, XzOptions, COMPRESSOR_LZ4, COMPRESSOR_XZ, COMPRESSOR_ZSTD,
+    FLAG_COMPRESSOR_OPTIONS, METADATA_UNCOMPRESSED, SQUASHFS_MAGIC,
+};
 use crate::tree::TreeStats;
-
-pub const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
-pub const COMPRESSOR_XZ: u16 = 4;
-pub const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
-pub const METADATA_UNCOMPRESSED: u16 = 0x8000;
-pub const MIN_BLOCK_SIZE: u32 = 4096;
-pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
 
 /// Image files are padded to this: the largest `PAGE_SIZE` (arm64, ppc64),
 /// which the module uses as its logical block size.
 pub const IMAGE_ALIGN: u64 = 64 * 1024;
 
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned, Debug, Clone, Copy)]
-#[repr(C)]
-pub struct SuperBlock {
-    pub magic: [u8; 4],
-    pub inode_count: U32,
-    pub mod_time: U32,
-    pub block_size: U32,
-    pub frag_count: U32,
-    pub compressor: U16,
-    pub block_log: U16,
-    pub flags: U16,
-    pub id_count: U16,
-    pub version_major: U16,
-    pub version_minor: U16,
-    pub root_inode: U64,
-    pub bytes_used: U64,
-    pub id_table: U64,
-    pub xattr_table: U64,
-    pub inode_table: U64,
-    pub dir_table: U64,
-    pub frag_table: U64,
-    pub export_table: U64,
-}
-
-/// Stored after the superblock as one metadata block when
-/// [`FLAG_COMPRESSOR_OPTIONS`] is set.
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned, Debug, Clone, Copy)]
-#[repr(C)]
-pub struct XzOptions {
-    pub dictionary_size: U32,
-    pub executable_filters: U32,
-}
-
 pub const TRAILER_MAGIC: [u8; 8] = *b"KHDRSQFS";
-pub const TRAILER_VERSION: u32 = 1;
+/// Version 2 names the filesystem format and compressor (`format`,
+/// `compressor`, in version 1's `reserved0`); version 1 images are still
+/// read (squashfs, compressor from the superblock).
+pub const TRAILER_VERSION: u32 = 2;
+pub const TRAILER_VERSION_1: u32 = 1;
 pub const TRAILER_SIZE: usize = 128;
+
+/// The trailer's `format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsFormat {
+    Squashfs = 1,
+    Erofs = 2,
+}
+
+/// The trailer's `compressor` values: the block format a reader must
+/// decode, whatever encoder wrote it (lz4hc blocks are lz4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockFormat {
+    Xz = 1,
+    Zstd = 2,
+    Lz4 = 3,
+    /// EROFS' microLZMA.
+    Lzma = 4,
+    Gzip = 5,
+    Lzo = 6,
+}
+
+impl FsFormat {
+    fn from_code(c: u16) -> Option<FsFormat> {
+        [FsFormat::Squashfs, FsFormat::Erofs].into_iter().find(|f| *f as u16 == c)
+    }
+}
+
+impl BlockFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockFormat::Xz => "xz",
+            BlockFormat::Zstd => "zstd",
+            BlockFormat::Lz4 => "lz4",
+            BlockFormat::Lzma => "lzma",
+            BlockFormat::Gzip => "gzip",
+            BlockFormat::Lzo => "lzo",
+        }
+    }
+
+    fn from_code(c: u16) -> Option<BlockFormat> {
+        use BlockFormat::*;
+        [Xz, Zstd, Lz4, Lzma, Gzip, Lzo].into_iter().find(|f| *f as u16 == c)
+    }
+
+    /// What a squashfs compressor id stores, if the trailer can name it.
+    pub fn of_squashfs(id: u16) -> Option<BlockFormat> {
+        match id {
+            1 => Some(BlockFormat::Gzip),
+            3 => Some(BlockFormat::Lzo),
+            COMPRESSOR_XZ => Some(BlockFormat::Xz),
+            COMPRESSOR_LZ4 => Some(BlockFormat::Lz4),
+            COMPRESSOR_ZSTD => Some(BlockFormat::Zstd),
+            _ => None,
+        }
+    }
+}
 
 /// What the host tool records about an image, at the very end of the file.
 /// The module checks `squashfs_crc32` before it serves a byte.
@@ -85,7 +111,10 @@ pub struct Trailer {
     /// Including the root directory.
     pub dir_count: U32,
     pub symlink_count: U32,
-    pub reserved0: U32,
+    /// [`FsFormat`]; 0 in version 1.
+    pub format: U16,
+    /// [`BlockFormat`]; 0 in version 1.
+    pub compressor: U16,
     /// Sum of the file sizes (stripped headers).
     pub uncompressed_bytes: U64,
     /// `UTS_RELEASE` of the tree packed, NUL-padded; empty if unknown.
@@ -95,7 +124,6 @@ pub struct Trailer {
     pub trailer_crc32: U32,
 }
 
-const _: () = assert!(size_of::<SuperBlock>() == 96);
 const _: () = assert!(size_of::<Trailer>() == TRAILER_SIZE);
 
 impl Trailer {
@@ -123,7 +151,13 @@ pub fn release_field(release: Option<&str>) -> Result<[u8; 64]> {
 
 /// Make an image file of squashfs bytes: zero padding and the trailer, the
 /// length a multiple of [`IMAGE_ALIGN`]. `release` comes from [`release_field`].
-pub fn seal(mut squashfs: Vec<u8>, block_size: u32, stats: &TreeStats, release: [u8; 64]) -> Result<Vec<u8>> {
+pub fn seal(
+    mut squashfs: Vec<u8>,
+    block_size: u32,
+    compressor: BlockFormat,
+    stats: &TreeStats,
+    release: [u8; 64],
+) -> Result<Vec<u8>> {
     let used = squashfs.len() as u64;
     let padded = (used + TRAILER_SIZE as u64).div_ceil(IMAGE_ALIGN) * IMAGE_ALIGN;
     squashfs.resize(padded as usize - TRAILER_SIZE, 0);
@@ -137,7 +171,8 @@ pub fn seal(mut squashfs: Vec<u8>, block_size: u32, stats: &TreeStats, release: 
         file_count: u32::try_from(stats.files)?.into(),
         dir_count: u32::try_from(stats.dirs)?.into(),
         symlink_count: u32::try_from(stats.symlinks)?.into(),
-        reserved0: 0.into(),
+        format: (FsFormat::Squashfs as u16).into(),
+        compressor: (compressor as u16).into(),
         uncompressed_bytes: stats.file_bytes.into(),
         kernel_release: release,
         reserved1: 0.into(),
@@ -173,10 +208,7 @@ pub fn parse_image(file: &[u8]) -> Result<ParsedImage<'_>> {
         sb.version_minor
     );
     let bs = sb.block_size.get();
-    ensure!(
-        bs.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs),
-        "corrupted superblock: block size {bs}"
-    );
+    check_block_size(bs).map_err(|e| anyhow!("corrupted superblock: {e}"))?;
     ensure!(u32::from(sb.block_log.get()) == bs.trailing_zeros(), "corrupted superblock: block_log");
     let used = sb.bytes_used.get();
     ensure!(
@@ -210,7 +242,11 @@ pub fn parse_image(file: &[u8]) -> Result<ParsedImage<'_>> {
             let mut check = t;
             check.seal();
             ensure!(check.trailer_crc32 == t.trailer_crc32, "corrupted image trailer (checksum mismatch)");
-            ensure!(t.version.get() == TRAILER_VERSION, "image trailer version {} unsupported", t.version);
+            let version = t.version.get();
+            ensure!(
+                version == TRAILER_VERSION || version == TRAILER_VERSION_1,
+                "image trailer version {version} unsupported"
+            );
             ensure!(
                 t.trailer_size.get() as usize == TRAILER_SIZE,
                 "image trailer size {} unsupported",
@@ -225,6 +261,27 @@ pub fn parse_image(file: &[u8]) -> Result<ParsedImage<'_>> {
                 used + TRAILER_SIZE as u64 <= file.len() as u64,
                 "image trailer overlaps the squashfs data"
             );
+            if version == TRAILER_VERSION {
+                let format = FsFormat::from_code(t.format.get());
+                ensure!(format.is_some(), "image trailer names an unknown filesystem format {}", t.format);
+                ensure!(
+                    format == Some(FsFormat::Squashfs),
+                    "image trailer says EROFS, but the image is squashfs"
+                );
+                let comp = BlockFormat::from_code(t.compressor.get());
+                ensure!(comp.is_some(), "image trailer names an unknown compressor {}", t.compressor);
+                ensure!(
+                    comp == BlockFormat::of_squashfs(sb.compressor.get()),
+                    "image trailer says {} blocks, the superblock's compressor is {}",
+                    comp.expect("checked").name(),
+                    sb.compressor
+                );
+            } else {
+                ensure!(
+                    t.format.get() == 0 && t.compressor.get() == 0,
+                    "corrupted image trailer (reserved field)"
+                );
+            }
             Some(t)
         }
         _ => None,

@@ -3,7 +3,8 @@
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
-use crate::format::{parse_image, COMPRESSOR_XZ};
+use crate::format::parse_image;
+use crate::squashfs::records::compressor_name;
 use crate::tree::HeaderTree;
 
 #[derive(Debug, Serialize)]
@@ -32,22 +33,10 @@ pub struct ImageInfo {
 
 #[derive(Debug, Serialize)]
 pub struct TrailerInfo {
+    pub version: u32,
     pub kernel_release: String,
     pub squashfs_crc32: String,
     pub crc_ok: bool,
-}
-
-fn compressor_name(id: u16) -> String {
-    match id {
-        1 => "gzip",
-        2 => "lzma",
-        3 => "lzo",
-        COMPRESSOR_XZ => "xz",
-        5 => "lz4",
-        6 => "zstd",
-        other => return format!("unknown ({other})"),
-    }
-    .to_string()
 }
 
 /// Parse and fully read an image. Any inconsistency is an error.
@@ -64,6 +53,7 @@ pub fn inspect(file: &[u8]) -> Result<ImageInfo> {
         stats.files + stats.dirs + stats.symlinks
     );
     let trailer = img.trailer.map(|t| TrailerInfo {
+        version: t.version.get(),
         kernel_release: t.kernel_release(),
         squashfs_crc32: format!("{:08x}", t.squashfs_crc32.get()),
         crc_ok: true,
@@ -134,6 +124,7 @@ impl std::fmt::Display for ImageInfo {
             Some(t) => {
                 let rel = if t.kernel_release.is_empty() { "unknown" } else { &t.kernel_release };
                 writeln!(f, "  kernel release     {rel}")?;
+                writeln!(f, "  trailer version    {}", t.version)?;
                 write!(f, "  checksum           crc32 {} ok", t.squashfs_crc32)
             }
             None => write!(f, "  trailer            none (not packed by kheaders-image)"),

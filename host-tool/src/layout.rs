@@ -24,9 +24,8 @@
 //! headers, +7% image). docs/design.md has the measurements behind the
 //! choice and the alternatives that lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::squashfs::{directory_plan, Placement};
 use crate::tree::{HeaderTree, Node};
 
 /// A header at least this many other headers include (transitively) is hot.
@@ -49,14 +48,28 @@ pub enum LayoutKind {
     Directory,
 }
 
-impl LayoutKind {
-    /// The read-optimized layout stores metadata uncompressed: a compile
-    /// looks up ~600 names in ~20 directory and ~30 inode blocks, more than
-    /// the kernel's 8-block metadata cache, and each miss would decompress
-    /// 8 KiB (measured: 2-3x faster compile-set reads for +0.2 MB).
-    pub fn compress_metadata(self) -> bool {
-        self == LayoutKind::Directory
+/// Where one regular file's data goes, in data order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement<'a> {
+    pub path: &'a str,
+    /// Blocks of its own instead of a share of a fragment block: reading it
+    /// then decompresses exactly its bytes and bypasses the kernel's small
+    /// fragment cache.
+    pub own_blocks: bool,
+    /// Close the current fragment block before this file, even if it has room.
+    pub new_fragment: bool,
+}
+
+/// Every regular file of `tree`, in path order, in fragments: the layout
+/// general tools use (and ours for trees without an include graph).
+pub fn directory_plan(tree: &HeaderTree) -> Vec<Placement<'_>> {
+    let mut by_dir: BTreeMap<Vec<&[u8]>, &str> = BTreeMap::new();
+    for (path, node) in &tree.entries {
+        if let Node::File { .. } = node {
+            by_dir.insert(path.split('/').map(str::as_bytes).collect(), path);
+        }
     }
+    by_dir.into_values().map(|path| Placement { path, own_blocks: false, new_fragment: false }).collect()
 }
 
 /// The data plan for `tree`: every regular file once, in data order.

@@ -9,14 +9,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use kheaders_image::format::{parse_image, release_field, seal, COMPRESSOR_XZ};
+use kheaders_image::compress::{Algorithm, Compressor};
+use kheaders_image::format::{parse_image, release_field, seal, BlockFormat};
 use kheaders_image::inspect::inspect;
 use kheaders_image::layout::LayoutKind;
 use kheaders_image::output::write_atomically;
-use kheaders_image::pack::{check_block_size, pack, PackOptions, DEFAULT_BLOCK_SIZE};
+use kheaders_image::pack::{pack, PackOptions, DEFAULT_BLOCK_SIZE};
 use kheaders_image::parallel::default_jobs;
 use kheaders_image::progress::Progress;
 use kheaders_image::select::{KernelTree, UTSRELEASE_H};
+use kheaders_image::squashfs::records::{check_block_size, COMPRESSOR_LZ4, COMPRESSOR_XZ, COMPRESSOR_ZSTD};
 use kheaders_image::tarball;
 use kheaders_image::time::{image_time_from_env, parse_date};
 use kheaders_image::tree::HeaderTree;
@@ -33,7 +35,7 @@ struct Cli {
 enum Command {
     /// Pack the headers of a kernel tree (the set CONFIG_IKHEADERS carries,
     /// comments stripped the same way), or a kheaders tarball as it is,
-    /// into a squashfs-xz image.
+    /// into a squashfs image.
     Pack {
         /// Kernel tree: a source tree, an in-tree build, or an O= build
         /// directory (its `source` link leads to the source tree). Or a
@@ -58,9 +60,17 @@ enum Command {
         /// `directory` stores everything in directory order (as mksquashfs).
         #[arg(long, value_enum, default_value_t = LayoutKind::Includes)]
         layout: LayoutKind,
-        /// xz preset: 0-9, optionally with `e` for the extreme variant.
-        #[arg(long, default_value = "6", value_parser = parse_preset)]
-        xz_preset: u32,
+        /// Block compressor: `xz` (the default, smallest), `zstd` (faster
+        /// reads), `lz4` or `lz4hc` (fastest reads, largest; the same format,
+        /// lz4hc's encoder is slower and compresses better).
+        #[arg(long, value_enum, default_value_t = Algorithm::Xz)]
+        compressor: Algorithm,
+        /// xz preset: 0-9, optionally with `e` for the extreme variant (default 6).
+        #[arg(long, value_parser = parse_preset)]
+        xz_preset: Option<u32>,
+        /// zstd level (1-22, default 19) or lz4hc level (1-12, default 12).
+        #[arg(long)]
+        level: Option<u32>,
         /// Time stamp for every entry, seconds or a `date -d` string.
         /// Default: a tarball's newest entry time; for trees
         /// $KBUILD_BUILD_TIMESTAMP, else $SOURCE_DATE_EPOCH, else 0.
@@ -143,8 +153,29 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Pack { tree, output, source, arch, block_size, layout, xz_preset, mtime, jobs, quiet } => {
+        Command::Pack {
+            tree,
+            output,
+            source,
+            arch,
+            block_size,
+            layout,
+            compressor,
+            xz_preset,
+            level,
+            mtime,
+            jobs,
+            quiet,
+        } => {
             let start = Instant::now();
+            let level = match (compressor, xz_preset, level) {
+                (Algorithm::Xz, _, Some(_)) => bail!("--level is for zstd and lz4hc; xz takes --xz-preset"),
+                (Algorithm::Xz, preset, None) => preset,
+                (other, Some(_), _) => bail!("--xz-preset is for xz, not {}", other.name()),
+                (_, None, level) => level,
+            };
+            // Bad levels fail before the tree is read.
+            Compressor::new(compressor, level, block_size)?;
             if output == Path::new("-") && std::io::stdout().is_terminal() {
                 bail!("refusing to write an image to a terminal; redirect standard output or use -o FILE");
             }
@@ -178,14 +209,14 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 (None, Some(m)) => m,
                 (None, None) => image_time_from_env()?,
             };
-            let opts = PackOptions { block_size, mtime, jobs, xz_preset, kernel_release, layout };
+            let opts = PackOptions { block_size, mtime, jobs, compressor, level, kernel_release, layout };
             let packed = pack(&headers, &opts, &progress)?;
             let image = packed.image;
             write_atomically(&output, &image)?;
             if !quiet {
                 let s = headers.stats();
                 eprintln!(
-                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {} KiB blocks, {} files with blocks of their own, {} fragment blocks, {:.1} s",
+                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {}, {} KiB blocks, {} files with blocks of their own, {} fragment blocks, {:.1} s",
                     output.display(),
                     s.files,
                     s.dirs,
@@ -193,6 +224,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     s.file_bytes as f64 / 1048576.0,
                     image.len() as f64 / 1048576.0,
                     100.0 * image.len() as f64 / s.file_bytes.max(1) as f64,
+                    compressor.name(),
                     block_size / 1024,
                     packed.data.own_block_files,
                     packed.data.fragment_blocks,
@@ -210,16 +242,20 @@ fn run(cmd: Command) -> Result<ExitCode> {
             }
             let sb = parsed.superblock;
             let squashfs = parsed.squashfs.to_vec();
-            // backhand reads xz images only: other compressors get no counts.
-            let stats = if sb.compressor.get() == COMPRESSOR_XZ {
+            let id = sb.compressor.get();
+            let Some(block_format) = BlockFormat::of_squashfs(id) else {
+                bail!("{}: squashfs compressor {id}, which the trailer cannot name", input.display());
+            };
+            // backhand (as built here) reads xz, zstd and lz4: others get no counts.
+            let stats = if [COMPRESSOR_XZ, COMPRESSOR_ZSTD, COMPRESSOR_LZ4].contains(&id) {
                 HeaderTree::from_image_bytes(&squashfs)
                     .with_context(|| format!("{}", input.display()))?
                     .stats()
             } else {
-                eprintln!("kheaders-image: note: not an xz image: file counts recorded as 0");
+                eprintln!("kheaders-image: note: a {} image: file counts recorded as 0", block_format.name());
                 Default::default()
             };
-            let image = seal(squashfs, sb.block_size.get(), &stats, release)?;
+            let image = seal(squashfs, sb.block_size.get(), block_format, &stats, release)?;
             write_atomically(&output, &image)?;
             Ok(ExitCode::SUCCESS)
         }

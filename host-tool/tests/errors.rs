@@ -166,6 +166,24 @@ fn bad_block_size_and_preset_are_usage_errors() {
 }
 
 #[test]
+fn bad_compressor_options_are_errors() {
+    let c = case();
+    let o = pack_case(&c, &["--compressor", "gzip"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gzip") && stderr(&o).contains("zstd"), "{}", stderr(&o));
+    for (args, msg) in [
+        (&["--compressor", "zstd", "--level", "23"][..], "zstd has levels 1 to 22, not 23"),
+        (&["--compressor", "lz4hc", "--level", "13"][..], "lz4hc has levels 1 to 12, not 13"),
+        (&["--compressor", "lz4", "--level", "1"][..], "lz4 has no levels, not 1"),
+        (&["--compressor", "zstd", "--xz-preset", "6"][..], "--xz-preset is for xz, not zstd"),
+        (&["--level", "3"][..], "--level is for zstd and lz4hc; xz takes --xz-preset"),
+    ] {
+        check(&c, &pack_case(&c, args), msg);
+    }
+    assert_eq!(fs::read(c.out_dir.join("h.img")).unwrap(), b"previous image");
+}
+
+#[test]
 fn success_replaces_the_old_image_without_leftovers() {
     let c = case();
     let o = pack_case(&c, &["-q"]);

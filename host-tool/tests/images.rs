@@ -6,7 +6,7 @@ use std::fs;
 use std::process::Command;
 
 use common::*;
-use kheaders_image::format::{parse_image, TRAILER_SIZE};
+use kheaders_image::format::{parse_image, BlockFormat, TRAILER_SIZE};
 use kheaders_image::inspect::inspect;
 use kheaders_image::tree::HeaderTree;
 
@@ -230,13 +230,58 @@ fn seal_adds_the_trailer_to_an_image_made_elsewhere() {
         stderr(&o)
     );
     assert!(!again.exists());
-    // Another compressor: sealed, with counts it cannot know.
+    // Another compressor backhand reads: counted, named in the trailer.
     let lz4 = t.path().join("lz4.sqfs");
     mksquashfs(&dir, &lz4, "lz4");
     let o = run(&["seal", path_str(&lz4), "-o", path_str(&sealed)]);
-    assert!(o.status.success() && stderr(&o).contains("not an xz image"), "{}", stderr(&o));
-    let lz4_sealed = fs::read(&sealed).unwrap();
-    let p = parse_image(&lz4_sealed).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = inspect(&fs::read(&sealed).unwrap()).unwrap();
+    assert_eq!((info.compressor.as_str(), info.files, info.symlinks), ("lz4", 10, 1));
+    // One it does not read: sealed, with counts it cannot know.
+    let gzip = t.path().join("gzip.sqfs");
+    mksquashfs(&dir, &gzip, "gzip");
+    let o = run(&["seal", path_str(&gzip), "-o", path_str(&sealed)]);
+    assert!(
+        o.status.success() && stderr(&o).contains("a gzip image: file counts recorded as 0"),
+        "{}",
+        stderr(&o)
+    );
+    let gzip_sealed = fs::read(&sealed).unwrap();
+    let p = parse_image(&gzip_sealed).unwrap();
     p.check_crc().unwrap();
-    assert_eq!(p.superblock.compressor.get(), 5);
+    assert_eq!(p.superblock.compressor.get(), 1);
+    assert_eq!(p.trailer.unwrap().compressor.get(), BlockFormat::Gzip as u16);
+}
+
+#[test]
+fn version_1_trailers_are_still_read_and_version_2_is_checked() {
+    use kheaders_image::format::Trailer;
+    use zerocopy::FromBytes;
+    let t = tempdir();
+    let v2 = fs::read(fake_image(&t)).unwrap();
+    let with = |f: &dyn Fn(&mut Trailer)| {
+        let mut b = v2.clone();
+        let at = b.len() - TRAILER_SIZE;
+        let tr = Trailer::mut_from_bytes(&mut b[at..]).unwrap();
+        f(tr);
+        tr.seal();
+        b
+    };
+    let p = parse_image(&v2).unwrap().trailer.unwrap();
+    assert_eq!((p.version.get(), p.format.get(), p.compressor.get()), (2, 1, BlockFormat::Xz as u16));
+    // What kheaders-image wrote before version 2: the same bytes but these.
+    let v1 = with(&|tr| {
+        tr.version = 1.into();
+        tr.format = 0.into();
+        tr.compressor = 0.into();
+    });
+    assert_eq!(inspect(&v1).unwrap().trailer.unwrap().version, 1);
+    let err = |b: &[u8]| parse_image(b).unwrap_err().to_string();
+    assert_eq!(
+        err(&with(&|tr| tr.compressor = (BlockFormat::Zstd as u16).into())),
+        "image trailer says zstd blocks, the superblock's compressor is 4"
+    );
+    assert_eq!(err(&with(&|tr| tr.format = 9.into())), "image trailer names an unknown filesystem format 9");
+    assert_eq!(err(&with(&|tr| tr.format = 2.into())), "image trailer says EROFS, but the image is squashfs");
+    assert_eq!(err(&with(&|tr| tr.version = 3.into())), "image trailer version 3 unsupported");
 }

@@ -7,13 +7,14 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use kheaders_image::format::{parse_image, IMAGE_ALIGN};
+use kheaders_image::compress::{Algorithm, Compressor};
+use kheaders_image::format::{parse_image, BlockFormat, IMAGE_ALIGN};
 use kheaders_image::layout::LayoutKind;
+use kheaders_image::layout::Placement;
 use kheaders_image::pack::{pack, PackOptions};
 use kheaders_image::progress::Progress;
-use kheaders_image::squashfs::{self, Placement, WriteOptions};
+use kheaders_image::squashfs::{self, WriteOptions};
 use kheaders_image::tree::{HeaderTree, Node, DIR_MODE, FILE_MODE};
-use kheaders_image::xz::Xz;
 
 fn add_file(t: &mut HeaderTree, path: &str, data: Vec<u8>) {
     t.entries.insert(path.to_string(), Node::File { mode: FILE_MODE, data });
@@ -78,7 +79,23 @@ fn edge_tree(block_size: usize) -> HeaderTree {
 }
 
 fn write(tree: &HeaderTree, layout: LayoutKind, block_size: u32) -> (Vec<u8>, squashfs::DataStats) {
-    let opts = PackOptions { block_size, layout, jobs: 2, mtime: 1_700_000_000, ..PackOptions::default() };
+    write_with(tree, layout, block_size, Algorithm::Xz)
+}
+
+fn write_with(
+    tree: &HeaderTree,
+    layout: LayoutKind,
+    block_size: u32,
+    compressor: Algorithm,
+) -> (Vec<u8>, squashfs::DataStats) {
+    let opts = PackOptions {
+        block_size,
+        layout,
+        jobs: 2,
+        mtime: 1_700_000_000,
+        compressor,
+        ..PackOptions::default()
+    };
     let p = pack(tree, &opts, &Progress::hidden()).expect("pack");
     (p.image, p.data)
 }
@@ -109,6 +126,92 @@ fn edge_cases_read_back_identically_with_both_layouts_and_block_sizes() {
             assert_eq!(stats.duplicate_files, 2, "{what}");
         }
     }
+}
+
+/// sha256 of the squashfs bytes (the trailer aside) of `write`'s images of
+/// `edge_tree`, as the writer before the format-boundary refactor (commit
+/// 32fd8c3) made them: the refactor and later changes must keep them. A new
+/// liblzma could change xz's output, and with it these; then re-derive them
+/// from a build of that commit with the same liblzma.
+const EDGE_SHA256: [(LayoutKind, u32, &str); 6] = [
+    (LayoutKind::Directory, 4096, "4e50e5793ec77a4b55ff9b54bab134861fe75282898e34b04ad5c4257a793d85"),
+    (LayoutKind::Directory, 131072, "4cf2c18e55dbefd33a94ec93263297fbf6b94fd4090d052c3009c50772528754"),
+    (LayoutKind::Directory, 1 << 20, "68652ab6e26bdaf036ee2a4be1f04292ae7dd7dd40f0531a399e9bb327f5d2a7"),
+    (LayoutKind::Includes, 4096, "176f9d8f9fce0c859ab071593dd5438af23eb666d0c5024def8902d1626a595a"),
+    (LayoutKind::Includes, 131072, "ec9694e268721831744a4185ab642397fcad4e56fdfd80d2d0d4c6a6fbdc740c"),
+    (LayoutKind::Includes, 1 << 20, "c6c7286eef9a622366dcbb63539ff494bce280567367c876f2cde4aa542c66a3"),
+];
+
+fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn xz_images_keep_their_bytes() {
+    for (layout, bs, want) in EDGE_SHA256 {
+        let (image, _) = write(&edge_tree(bs as usize), layout, bs);
+        let used = parse_image(&image).unwrap().squashfs.len();
+        assert_eq!(sha256(&image[..used]), want, "{layout:?} at {bs}");
+    }
+}
+
+#[test]
+fn zstd_and_lz4_images_read_back_identically() {
+    for (alg, id, code) in [
+        (Algorithm::Zstd, 6, BlockFormat::Zstd),
+        (Algorithm::Lz4, 5, BlockFormat::Lz4),
+        (Algorithm::Lz4hc, 5, BlockFormat::Lz4),
+    ] {
+        for bs in [4096u32, 131072] {
+            let tree = edge_tree(bs as usize);
+            for layout in [LayoutKind::Includes, LayoutKind::Directory] {
+                let what = format!("{alg:?}, {layout:?} at {bs}");
+                let (image, _) = write_with(&tree, layout, bs, alg);
+                let parsed = parse_image(&image).unwrap();
+                parsed.check_crc().unwrap();
+                assert_eq!(parsed.superblock.compressor.get(), id, "{what}");
+                assert_eq!(parsed.trailer.unwrap().compressor.get(), code as u16, "{what}");
+                assert_eq!(HeaderTree::from_image_bytes(&image).unwrap(), tree, "backhand, {what}");
+                let t = tempdir();
+                assert_eq!(via_unsquashfs(&image, t.path()), tree, "unsquashfs, {what}");
+                let opts = PackOptions {
+                    block_size: bs,
+                    layout,
+                    jobs: 1,
+                    mtime: 1_700_000_000,
+                    compressor: alg,
+                    ..PackOptions::default()
+                };
+                assert!(
+                    pack(&tree, &opts, &Progress::hidden()).unwrap().image == image,
+                    "not reproducible: {what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn lz4_options_say_which_encoder() {
+    // The kernel refuses LZ4 images without options (version 1); the flags
+    // say whether LZ4HC wrote it, as mksquashfs' -Xhc does.
+    let tree = edge_tree(4096);
+    for (alg, flags) in [(Algorithm::Lz4, 0u32), (Algorithm::Lz4hc, 1)] {
+        let (image, _) = write_with(&tree, LayoutKind::Directory, 4096, alg);
+        let sb = parse_image(&image).unwrap().superblock;
+        assert_ne!(sb.flags.get() & 0x0400, 0, "{alg:?}: compressor options flag");
+        // After the superblock: an uncompressed 8-byte metadata block.
+        assert_eq!(&image[96..98], &(8u16 | 0x8000).to_le_bytes());
+        assert_eq!(&image[98..102], &1u32.to_le_bytes());
+        assert_eq!(&image[102..106], &flags.to_le_bytes(), "{alg:?}");
+    }
+    let (image, _) = write_with(&tree, LayoutKind::Directory, 4096, Algorithm::Zstd);
+    assert_eq!(parse_image(&image).unwrap().superblock.flags.get() & 0x0400, 0, "zstd: no options");
 }
 
 #[test]
@@ -156,7 +259,7 @@ fn bad_plans_and_names_are_errors() {
         add_file(&mut t, "include/b.h", b"b".to_vec());
         t
     });
-    let xz = Xz::for_block_size(131072, 6);
+    let xz = Compressor::new(Algorithm::Xz, None, 131072).unwrap();
     let opts = WriteOptions { block_size: 131072, mtime: 0, jobs: 1, compress_metadata: true };
     let p = |path: &'static str| Placement { path, own_blocks: false, new_fragment: false };
     let err = |plan: &[Placement<'_>]| {

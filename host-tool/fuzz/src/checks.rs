@@ -9,6 +9,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+use kheaders_image::compress::Algorithm;
 use kheaders_image::format::{parse_image, Trailer, TRAILER_MAGIC, TRAILER_SIZE};
 use kheaders_image::inspect::inspect;
 use kheaders_image::layout::{plan, IncludeGraph, LayoutKind};
@@ -243,7 +244,9 @@ pub fn roundtrip_case(data: &[u8]) -> (HeaderTree, PackOptions) {
         layout: if b & 0x80 != 0 { LayoutKind::Directory } else { LayoutKind::Includes },
         mtime: c.u32(),
         jobs: 1,
-        xz_preset: u32::from(c.byte() % 7),
+        compressor: [Algorithm::Xz, Algorithm::Zstd, Algorithm::Lz4, Algorithm::Lz4hc]
+            [usize::from(b >> 5 & 3)],
+        level: Some(u32::from(c.byte() % 7)).filter(|_| b >> 5 & 3 == 0),
         kernel_release: match c.byte() {
             0..=200 => None,
             n => Some(String::from_utf8_lossy(c.bytes(usize::from(n - 200))).into_owned()),
