@@ -594,9 +594,10 @@ impl<'a> RequestView<'a> {
                 // (block/bio.c) merges a page into a bvec only if it is
                 // physically contiguous *and* `bv_page + bv_end / PAGE_SIZE ==
                 // page + off / PAGE_SIZE`, and for direct I/O
-                // `get_contig_folio_len()` (block/bio.c) joins only pages with
-                // `pages[j] == pages[j - 1] + 1`. A bvec added in one piece
-                // (`bio_add_folio()` -> `folio_page()`, which is `nth_page()`)
+                // `get_contig_folio_len()` (block/bio.c; 7.3: lib/iov_iter.c)
+                // joins only pages with `pages[j] == pages[j - 1] + 1`. A bvec
+                // added in one piece (`bio_add_folio()` -> `folio_page()`,
+                // which is `nth_page()`; 7.3: `+ n`)
                 // lies within one folio, whose struct pages are one array
                 // unless the folio is larger than a memory section (a gigantic
                 // hugetlb page) on SPARSEMEM without VMEMMAP: the case where
