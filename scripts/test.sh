@@ -35,6 +35,8 @@ PLAN=(
     # canary last. Not layout: it asserts what squashfs decompresses, which
     # no debug option changes, and takes 12.5 min there (docs/reliability.md).
     "x86-debug: harness module faults soak checkers canary"
+    # Linux 7.3 (Debian's trixie-backports source), the same driver source.
+    "7.3: harness module clients"
     "x86-builtin: builtin"
     "x86-builtin+corrupt-image: builtin-corrupt"
     "arm64: harness essentials"
