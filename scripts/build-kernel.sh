@@ -26,10 +26,12 @@ declare -A VARIANTS=(
     [arm64-16k]="arm64 base arm64 arm64-16k"
     [x86-debug]="x86_64 base x86 debug"
     [7.3]="x86_64 base x86 7.3"
+    [7.3-builtin]="x86_64 base x86 7.3 builtin"
 )
 # variant: kernel series (common.sh's kernel_source), where it is not 6.12.
 declare -A SERIES=(
     [7.3]=7.3
+    [7.3-builtin]=7.3
 )
 # variant: compiler, where it is not gcc. 6.12 allows RUST with KASAN only
 # when CC_IS_CLANG; clang-$LLVM_VERSION is the libclang bindgen uses.
@@ -42,6 +44,7 @@ declare -A COMPILER=(
 # The image is packed during the build by the repository's kheaders-image.
 declare -A IN_TREE=(
     [x86-builtin]=1
+    [7.3-builtin]=1
 )
 
 if [[ "${1:-}" == --list ]]; then
