@@ -1,8 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Safe wrappers for what the 6.12 Rust block API (and `kernel::error`) lacks. This is the only
-//! Rust file that touches `kernel::bindings`; `helpers.c` is its C half (declared in
+//! Safe wrappers for what the Rust block API (and `kernel::error`) of 6.12 and 7.3 lacks. This
+//! is the only Rust file that touches `kernel::bindings`; `helpers.c` is its C half (declared in
 //! [`c_helpers`]), for the kernel functions that bindgen cannot generate on every architecture.
+//!
+//! It is also the only Rust file that knows which kernel it is built against: what differs
+//! between the two APIs is behind `cfg(khb_api_7_3)`, which `Kbuild` sets for trees after 6.12
+//! (docs/design.md, "6.12 and 7.3"), so that `driver.rs` is the same for both:
+//!
+//! - [`ServeRead`] + [`Queue`]: the blk-mq `Operations` (7.3 adds `QueueData` and `complete`);
+//! - [`module_with_author!`]: `module!` (7.3 spells the author key `authors: [...]`);
+//! - the module pointer in [`DISK_OPS`] (7.3: a const of `ModuleMetadata`, not a static),
+//!   the lock class ([`lock_class`]; 7.3: pinned, with a public `as_ptr`), the queue's
+//!   `queuedata` ([`queue_data`]) and `bvec_iter`'s `bi_bvec_done` ([`bvec_done`]; 7.3:
+//!   `bi_offset`).
 //!
 //! - [`DiskOps`] + [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
 //!   the block layer, `BLKROSET` to read-write refused, no partition scan, queue limits
@@ -18,7 +29,8 @@
 //! Shaped after the out-of-tree upstream work (`Request::sector()`, segment
 //! iteration) so that the driver can move to it when the kernel grows it.
 //!
-//! Kernel functions cited in comments are those of Linux 6.12.
+//! Kernel functions cited in comments are those of Linux 6.12 and, unless a comment says
+//! otherwise, unchanged in 7.3 in what the comment relies on.
 
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
@@ -27,12 +39,109 @@ use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::block::mq::{Operations, Request, TagSet};
 use kernel::error::{code, from_err_ptr, to_result, Error, Result};
-use kernel::ffi::{c_int, c_ulong};
+use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::{Arc, LockClassKey};
+#[cfg(khb_api_7_3)]
+use kernel::sync::aref::ARef;
+use kernel::sync::Arc;
+#[cfg(not(khb_api_7_3))]
+use kernel::types::ARef;
 use kernel::types::Opaque;
 use kernel::ThisModule;
+
+/// `module!` with one author: `author: "..."` in 6.12, `authors: ["..."]` in 7.3.
+#[cfg(not(khb_api_7_3))]
+macro_rules! module_with_author {
+    (type: $t:ident, name: $n:tt, author: $a:tt, description: $d:tt, license: $l:tt $(,)?) => {
+        ::kernel::prelude::module! { type: $t, name: $n, author: $a, description: $d, license: $l, }
+    };
+}
+#[cfg(khb_api_7_3)]
+macro_rules! module_with_author {
+    (type: $t:ident, name: $n:tt, author: $a:tt, description: $d:tt, license: $l:tt $(,)?) => {
+        ::kernel::prelude::module! { type: $t, name: $n, authors: [$a], description: $d, license: $l, }
+    };
+}
+pub(crate) use module_with_author;
+
+/// What a driver of a [`ReadOnlyDisk`] provides: serving one request.
+pub(crate) trait ServeRead: Send + Sync + 'static {
+    /// Fill `rq` (or fail it): `Ok` ends it successfully, an error ends it
+    /// with that error.
+    fn serve(rq: &RequestView<'_>) -> Result;
+}
+
+/// The blk-mq operations of a disk served by `D`.
+pub(crate) struct Queue<D>(PhantomData<D>);
+
+/// `queue_rq` for both APIs: serve the request and end it.
+fn queue_rq<D: ServeRead>(rq: ARef<Request<Queue<D>>>) -> Result {
+    // On error the ARef is dropped unended and the block layer completes
+    // the request with the error.
+    D::serve(&RequestView::new(&rq))?;
+    Request::end_ok(rq).map_err(|_| EIO)
+}
+
+#[cfg(not(khb_api_7_3))]
+#[vtable]
+impl<D: ServeRead> Operations for Queue<D> {
+    fn queue_rq(rq: ARef<Request<Self>>, _is_last: bool) -> Result {
+        queue_rq(rq)
+    }
+
+    fn commit_rqs() {}
+}
+
+/// 7.3's callbacks borrow `QueueData` from the queue's `queuedata`: `()`
+/// here, which [`ReadOnlyDisk::add`] puts there ([`queue_data`]).
+#[cfg(khb_api_7_3)]
+#[vtable]
+impl<D: ServeRead> Operations for Queue<D> {
+    type QueueData = ();
+
+    fn queue_rq((): (), rq: ARef<Request<Self>>, _is_last: bool) -> Result {
+        queue_rq(rq)
+    }
+
+    fn commit_rqs((): ()) {}
+
+    /// Reached only through `Request::complete()`, which this driver never
+    /// calls: requests are ended in `queue_rq`.
+    fn complete(rq: ARef<Request<Self>>) {
+        let _ = Request::end_ok(rq);
+    }
+}
+
+/// The `queuedata` of the disk's queue. 6.12 reads none. 7.3's `Operations`
+/// callbacks pass `T::QueueData::borrow(queuedata)` to the driver, which
+/// requires a pointer from `into_foreign()`: that of `()` (a dangling
+/// pointer, nothing owned, so nothing to take back on drop).
+#[cfg(not(khb_api_7_3))]
+fn queue_data() -> *mut c_void {
+    core::ptr::null_mut()
+}
+#[cfg(khb_api_7_3)]
+fn queue_data() -> *mut c_void {
+    kernel::types::ForeignOwnable::into_foreign(())
+}
+
+/// A lock class key for the disk's queue, `static`, as `__blk_mq_alloc_disk()` wants.
+#[cfg(not(khb_api_7_3))]
+fn lock_class() -> *mut bindings::lock_class_key {
+    use kernel::sync::LockClassKey;
+    // `LockClassKey` is `#[repr(transparent)]` over `Opaque<lock_class_key>`
+    // (layout checked here); its accessor is crate-private in 6.12.
+    kernel::static_assert!(size_of::<LockClassKey>() == size_of::<bindings::lock_class_key>());
+    kernel::static_assert!(align_of::<LockClassKey>() == align_of::<bindings::lock_class_key>());
+    (kernel::static_lock_class!() as *const LockClassKey)
+        .cast_mut()
+        .cast::<bindings::lock_class_key>()
+}
+#[cfg(khb_api_7_3)]
+fn lock_class() -> *mut bindings::lock_class_key {
+    kernel::static_lock_class!().as_ptr()
+}
 
 /// The C half of the module, `helpers.c` (linked into the same `.ko`, see `Kbuild`).
 mod c_helpers {
@@ -59,16 +168,13 @@ mod c_helpers {
 
 // Layout checks for the pointer casts below: each cast relies on the Rust type
 // being `#[repr(transparent)]` over (an `Opaque` of) the C type, which 6.12
-// documents but does not export an accessor for. A change of layout fails the
-// build instead of corrupting memory.
+// and 7.3 document but do not export an accessor for. A change of layout
+// fails the build instead of corrupting memory.
 //
-// `LockClassKey` is not generic: checked here. `TagSet<T>` and `Request<T>`
-// are generic, so they are checked per `T` by [`Layout`], whose constants are
-// evaluated (at compile time) when the functions that use them are
-// instantiated.
-kernel::static_assert!(size_of::<LockClassKey>() == size_of::<bindings::lock_class_key>());
-kernel::static_assert!(align_of::<LockClassKey>() == align_of::<bindings::lock_class_key>());
-
+// `TagSet<T>` and `Request<T>` are generic, so they are checked per `T` by
+// [`Layout`], whose constants are evaluated (at compile time) when the
+// functions that use them are instantiated. (`LockClassKey`: in
+// [`lock_class`].)
 struct Layout<T>(PhantomData<T>);
 
 impl<T: Operations> Layout<T> {
@@ -84,7 +190,7 @@ impl<T: Operations> Layout<T> {
     );
 }
 
-/// The C tag set behind `set`. 6.12 keeps `TagSet::raw_tag_set()` crate-private.
+/// The C tag set behind `set`. 6.12 and 7.3 keep `TagSet::raw_tag_set()` crate-private.
 fn raw_tag_set<T: Operations>(set: &TagSet<T>) -> *mut bindings::blk_mq_tag_set {
     let () = Layout::<T>::TAG_SET;
     // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>` (plus
@@ -94,7 +200,7 @@ fn raw_tag_set<T: Operations>(set: &TagSet<T>) -> *mut bindings::blk_mq_tag_set 
     (set as *const TagSet<T>).cast_mut().cast()
 }
 
-/// `EBADMSG`, which 6.12's `kernel::error::code` does not list.
+/// `EBADMSG`, which 6.12's `kernel::error::code` does not list (7.3's does).
 pub(crate) fn ebadmsg() -> Error {
     Error::from_errno(-(bindings::EBADMSG as c_int))
 }
@@ -103,21 +209,24 @@ pub(crate) fn ebadmsg() -> Error {
 /// queue on it starts with no I/O scheduler ("none").
 ///
 /// Without the flag, a queue with one hardware queue gets mq-deadline where
-/// the kernel has it (`elevator_get_default()`, block/elevator.c), which
-/// for a memory copy only adds locking and reordering. 6.12's
-/// `TagSet::new` has no flags argument, so the flag is set right after
-/// `blk_mq_alloc_tag_set()`; it is read when a disk is added
-/// (`device_add_disk()` -> `elevator_init_mq()` -> `elevator_get_default()`)
-/// and copied into each `hctx->flags` when a queue is allocated
-/// (`blk_mq_alloc_hctx()`, block/blk-mq.c), both of which come later.
-/// `blk_mq_alloc_tag_set()` itself reads only other bits (`BLOCKING`,
-/// `TAG_HCTX_SHARED`, the allocation policy). A user can still choose a
-/// scheduler through sysfs.
-pub(crate) fn tag_set_without_default_scheduler<T: Operations>(
+/// the kernel has it (`elevator_get_default()`, block/elevator.c; 7.3:
+/// `elevator_set_default()`), which for a memory copy only adds locking and
+/// reordering. `TagSet::new` has no flags argument (6.12 sets
+/// `BLK_MQ_F_SHOULD_MERGE`, 7.3, where merging is the default, none), so the
+/// flag is set right after `blk_mq_alloc_tag_set()`; it is read when a disk
+/// is added (`device_add_disk()` -> `elevator_init_mq()` ->
+/// `elevator_get_default()`; 7.3: `device_add_disk()` ->
+/// `blk_register_queue()` -> `elevator_set_default()`) and copied into each
+/// `hctx->flags` when a queue is allocated (`blk_mq_alloc_hctx()`,
+/// block/blk-mq.c), both of which come later. `blk_mq_alloc_tag_set()`
+/// itself reads only other bits (6.12: `BLOCKING`, `TAG_HCTX_SHARED`, the
+/// allocation policy; 7.3: `BLOCKING`). A user can still choose a scheduler
+/// through sysfs.
+pub(crate) fn tag_set_without_default_scheduler<D: ServeRead>(
     nr_hw_queues: u32,
     num_tags: u32,
     num_maps: u32,
-) -> impl PinInit<TagSet<T>, Error> {
+) -> impl PinInit<TagSet<Queue<D>>, Error> {
     TagSet::new(nr_hw_queues, num_tags, num_maps).pin_chain(|set| {
         let raw = raw_tag_set(&set);
         // SAFETY: `pin_chain` runs this after `TagSet::new` initialized the tag
@@ -136,19 +245,28 @@ pub(crate) fn tag_set_without_default_scheduler<T: Operations>(
 /// The disk's `block_device_operations`: `owner` set, so that an open or
 /// mounted disk pins the module, and BLKROSET to read-write refused.
 ///
-/// Meant for a `static` of the module, as C drivers do. The gendisk may be
+/// A `static` of the module ([`DISK_OPS`]), as C drivers have. The gendisk may be
 /// released after `put_disk()` (a racing opener holds the last reference)
 /// and `disk_release()` reads `fops` then: its `free_disk` hook tells
 /// [`ReadOnlyDisk`]'s drop that this has happened, so the module (this table
 /// and the hook's code) outlives every use.
 #[repr(transparent)]
-pub(crate) struct DiskOps(bindings::block_device_operations);
+struct DiskOps(bindings::block_device_operations);
 
 // SAFETY: Never mutated after construction; the C side only reads it.
 unsafe impl Sync for DiskOps {}
 
+/// The module's disk operations. `module!` gives the module's `ThisModule`
+/// as a `static` at the crate root in 6.12, as a const of
+/// `ModuleMetadata` in 7.3.
+#[cfg(not(khb_api_7_3))]
+static DISK_OPS: DiskOps = DiskOps::new(&crate::THIS_MODULE);
+#[cfg(khb_api_7_3)]
+static DISK_OPS: DiskOps =
+    DiskOps::new(&<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE);
+
 impl DiskOps {
-    pub(crate) const fn new(owner: &'static ThisModule) -> Self {
+    const fn new(owner: &ThisModule) -> Self {
         // SAFETY: All-zero is a valid `block_device_operations` (no
         // callbacks, null pointers).
         let mut ops: bindings::block_device_operations = unsafe { core::mem::zeroed() };
@@ -190,7 +308,9 @@ pub(crate) struct DiskLimits {
 
 impl DiskLimits {
     /// The checks `blk_validate_limits()` makes on these fields (it would
-    /// fail them with EINVAL, some after a `WARN_ON_ONCE`), made here first.
+    /// fail them with EINVAL, some after a `WARN_ON_ONCE`), made here first:
+    /// 6.12's. 7.3 accepts more (block sizes up to 64 KiB with THP, segments
+    /// from `BLK_MIN_SEGMENT_SIZE`, 4 KiB), so what passes here passes there.
     fn check(&self) -> Result {
         let page = PAGE_SIZE as u64;
         let bs = u64::from(self.block_size);
@@ -216,40 +336,41 @@ impl DiskLimits {
 ///   `_tagset` and `device_add_disk()` added successfully, and that has not
 ///   been deleted (`del_gendisk()`) or put (`put_disk()`): this value owns
 ///   the reference `__blk_mq_alloc_disk()` returned.
-/// - `(*disk).fops` points to a `'static` [`DiskOps`], whose `free_disk`
+/// - `(*disk).fops` points to [`DISK_OPS`], whose `free_disk`
 ///   completes `(*disk).private_data`, which points to `released`, an
 ///   initialized completion.
 /// - `_tagset` is the tag set the disk's queue was allocated on.
-pub(crate) struct ReadOnlyDisk<T: Operations> {
+/// - The queue's `queuedata` is [`queue_data()`]: for 7.3, the `()` that
+///   [`Queue`]'s callbacks borrow (6.12: null, not read).
+pub(crate) struct ReadOnlyDisk<D: ServeRead> {
     disk: NonNull<bindings::gendisk>,
     /// Completed by `disk_release()` (through `free_disk`) after its last
     /// read of `fops`. Boxed: its address is in the gendisk.
     released: KBox<Opaque<bindings::completion>>,
     /// The queue refers to the tag set until `del_gendisk()` detaches it
     /// (`blk_mq_exit_queue()`); kept until after that in `drop`.
-    _tagset: Arc<TagSet<T>>,
+    _tagset: Arc<TagSet<Queue<D>>>,
 }
 
 // SAFETY: The gendisk is owned by this value and only touched in `add` and
 // `drop` (which may run on any thread: the C functions it calls only require
 // process context); the block layer synchronizes everything else.
-unsafe impl<T: Operations + Send> Send for ReadOnlyDisk<T> {}
+unsafe impl<D: ServeRead> Send for ReadOnlyDisk<D> {}
 // SAFETY: No `&self` method touches the gendisk.
-unsafe impl<T: Operations + Sync> Sync for ReadOnlyDisk<T> {}
+unsafe impl<D: ServeRead> Sync for ReadOnlyDisk<D> {}
 
-impl<T: Operations> ReadOnlyDisk<T> {
-    /// Allocate the disk `name` (at most 31 bytes) on `tagset`, of
+impl<D: ServeRead> ReadOnlyDisk<D> {
+    /// Allocate the disk `name` (at most 31 bytes, no NUL) on `tagset`, of
     /// `capacity_sectors` 512-byte sectors, with `limits`, and add it to the
     /// system.
     pub(crate) fn add(
-        name: &CStr,
+        name: &str,
         capacity_sectors: u64,
         limits: &DiskLimits,
-        tagset: Arc<TagSet<T>>,
-        ops: &'static DiskOps,
+        tagset: Arc<TagSet<Queue<D>>>,
     ) -> Result<Self> {
-        let name = name.as_bytes_with_nul();
-        if name.len() > 32 {
+        let name = name.as_bytes();
+        if name.len() > 31 || name.contains(&0) {
             return Err(code::EINVAL);
         }
         limits.check()?;
@@ -266,29 +387,26 @@ impl<T: Operations> ReadOnlyDisk<T> {
 
         let released = KBox::new(Opaque::uninit(), GFP_KERNEL)?;
         let set = raw_tag_set(&tagset);
-        // `LockClassKey` is `#[repr(transparent)]` over `Opaque<lock_class_key>`
-        // (layout checked above); its accessor is crate-private in 6.12.
-        let lock_class = (kernel::static_lock_class!() as *const LockClassKey)
-            .cast_mut()
-            .cast::<bindings::lock_class_key>();
         // SAFETY: `set` points to an initialized, pinned tag set that is kept
         // alive (in `_tagset`, or in `tagset` until after `put_disk()` on the
         // error path) for as long as the queue uses it. `lim` is valid for the
         // call (it is copied, not kept). The lock class key is a `static`.
+        // `queuedata` is only stored (`q->queuedata`), for the callbacks.
         let disk = from_err_ptr(unsafe {
-            bindings::__blk_mq_alloc_disk(set, &mut lim, core::ptr::null_mut(), lock_class)
+            bindings::__blk_mq_alloc_disk(set, &mut lim, queue_data(), lock_class())
         })?;
         let disk = NonNull::new(disk).ok_or(code::ENOMEM)?;
         let d = disk.as_ptr();
 
         // SAFETY: `d` is a valid gendisk that is not yet visible to anyone
-        // else (not added), so plain writes to its fields are fine. `ops` is
-        // `'static`. `released` is valid, writable memory for a completion,
-        // boxed (it does not move) and kept with the disk until after its
-        // release. The name is at most 32 bytes with its NUL, the size of
-        // `disk_name`.
+        // else (not added), so plain writes to its fields are fine.
+        // `DISK_OPS` is `'static`. `released` is valid, writable memory for a
+        // completion, boxed (it does not move) and kept with the disk until
+        // after its release. The name is at most 31 bytes, and `disk_name`
+        // (32 bytes) is zeroed by `__alloc_disk_node()` (`kzalloc_node()`), so
+        // it stays NUL-terminated.
         unsafe {
-            (*d).fops = &ops.0;
+            (*d).fops = &DISK_OPS.0;
             c_helpers::khb_disk_release_init(d, released.get());
             (*d).flags |= bindings::GENHD_FL_NO_PART as c_int;
             for (dst, &src) in (*d).disk_name.iter_mut().zip(name) {
@@ -315,8 +433,8 @@ impl<T: Operations> ReadOnlyDisk<T> {
             return Err(e);
         }
         // INVARIANT: allocated on `tagset`, added, neither deleted nor put;
-        // `fops` is `ops`, which is `'static`; `private_data` is `released`,
-        // initialized by `khb_disk_release_init()`.
+        // `fops` is `DISK_OPS`; `private_data` is `released`, initialized by
+        // `khb_disk_release_init()`; `queuedata` is `queue_data()`.
         Ok(ReadOnlyDisk {
             disk,
             released,
@@ -325,7 +443,7 @@ impl<T: Operations> ReadOnlyDisk<T> {
     }
 }
 
-impl<T: Operations> Drop for ReadOnlyDisk<T> {
+impl<D: ServeRead> Drop for ReadOnlyDisk<D> {
     fn drop(&mut self) {
         // SAFETY: By the type invariants the disk is added and not yet
         // deleted or put, and this is the only place that does either, once.
@@ -381,10 +499,11 @@ pub(crate) enum Op {
 /// # Invariants
 ///
 /// For `'a`, `rq` points to a valid `struct request` that the driver owns:
-/// dispatched to `queue_rq` and not yet ended. It comes from a
-/// `&'a Request<T>`, which exists only while an `ARef<Request<T>>` does
-/// (6.12 gives the driver one in `queue_rq` and `complete`); the request is
-/// ended either by
+/// dispatched to `queue_rq` and not yet ended. It comes from the
+/// `&'a Request<T>` of the `ARef<Request<T>>` that `queue_rq` got (views are
+/// made only there, in [`queue_rq`]; neither 6.12 nor 7.3 has another way
+/// to an `ARef` of a dispatched request, such as a `tag_to_rq`); the request
+/// is ended either by
 /// `Request::end_ok`, which consumes that `ARef`, or by the block layer
 /// after `queue_rq` returned an error, when the `ARef` has been dropped.
 /// While the driver owns it, the block layer does not change `cmd_flags`,
@@ -396,7 +515,7 @@ pub(crate) struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
-    pub(crate) fn new<T: Operations>(rq: &'a Request<T>) -> Self {
+    fn new<T: Operations>(rq: &'a Request<T>) -> Self {
         let () = Layout::<T>::REQUEST;
         // INVARIANT: `Request<T>` is `#[repr(transparent)]` over
         // `Opaque<request>` (layout checked in `Layout`), so the cast gives
@@ -457,15 +576,16 @@ impl<'a> RequestView<'a> {
             // are copied out, no reference to the bio is made.
             let (mut iter, vecs, next) =
                 unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
+            let mut done = bvec_done(&iter);
             while iter.bi_size > 0 {
                 // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid
                 // `bio_vec` of this bio's vector (the invariant
                 // `bio_for_each_segment()` relies on too).
                 let bv = unsafe { vecs.add(iter.bi_idx as usize).read() };
-                let left_in_bvec = bv.bv_len.checked_sub(iter.bi_bvec_done).ok_or(EIO)?;
+                let left_in_bvec = bv.bv_len.checked_sub(done).ok_or(EIO)?;
                 // Offset from the start of `bv_page`; a multi-page bvec goes
                 // past the first page.
-                let offset = bv.bv_offset.checked_add(iter.bi_bvec_done).ok_or(EIO)?;
+                let offset = bv.bv_offset.checked_add(done).ok_or(EIO)?;
                 let in_page = offset % page_size;
                 let len = left_in_bvec.min(iter.bi_size).min(page_size - in_page);
                 if len == 0 {
@@ -481,9 +601,10 @@ impl<'a> RequestView<'a> {
                 // (block/bio.c) merges a page into a bvec only if it is
                 // physically contiguous *and* `bv_page + bv_end / PAGE_SIZE ==
                 // page + off / PAGE_SIZE`, and for direct I/O
-                // `get_contig_folio_len()` (block/bio.c) joins only pages with
-                // `pages[j] == pages[j - 1] + 1`. A bvec added in one piece
-                // (`bio_add_folio()` -> `folio_page()`, which is `nth_page()`)
+                // `get_contig_folio_len()` (block/bio.c; 7.3: lib/iov_iter.c)
+                // joins only pages with `pages[j] == pages[j - 1] + 1`. A bvec
+                // added in one piece (`bio_add_folio()` -> `folio_page()`,
+                // which is `nth_page()`; 7.3: `+ n`)
                 // lies within one folio, whose struct pages are one array
                 // unless the folio is larger than a memory section (a gigantic
                 // hugetlb page) on SPARSEMEM without VMEMMAP: the case where
@@ -491,10 +612,13 @@ impl<'a> RequestView<'a> {
                 // call `nth_page()` (through `helpers.c`, it is a macro): equal
                 // to `bv_page + n` wherever the C walk is right, and right in
                 // that case too; on SPARSEMEM_VMEMMAP and FLATMEM it is that
-                // addition.
+                // addition. 7.3 has no `nth_page()` (gone in 6.18) and states
+                // the rule outright at `struct bio_vec` ("All pages within a
+                // bio_vec starting from @bv_page are contiguous and can simply
+                // be iterated"); `khb_nth_page()` is `bv_page + n` there.
                 // SAFETY: `bv_page` is a valid page and `offset / PAGE_SIZE`
                 // pages after it are within the bvec (`offset < bv_offset +
-                // bv_len`), physically contiguous with it: `nth_page()` only
+                // bv_len`), physically contiguous with it: `khb_nth_page()` only
                 // computes, it dereferences nothing.
                 let page =
                     unsafe { c_helpers::khb_nth_page(bv.bv_page, (offset / page_size) as c_ulong) };
@@ -525,16 +649,27 @@ impl<'a> RequestView<'a> {
                 r?;
                 total += u64::from(len);
                 iter.bi_size -= len;
-                iter.bi_bvec_done += len;
-                if iter.bi_bvec_done == bv.bv_len {
+                done += len;
+                if done == bv.bv_len {
                     iter.bi_idx += 1;
-                    iter.bi_bvec_done = 0;
+                    done = 0;
                 }
             }
             bio = next;
         }
         Ok(total)
     }
+}
+
+/// Bytes of the current bvec that `iter` has done: `bi_bvec_done` in 6.12,
+/// renamed `bi_offset` in 7.3 (same meaning, include/linux/bvec.h).
+#[cfg(not(khb_api_7_3))]
+fn bvec_done(iter: &bindings::bvec_iter) -> u32 {
+    iter.bi_bvec_done
+}
+#[cfg(khb_api_7_3)]
+fn bvec_done(iter: &bindings::bvec_iter) -> u32 {
+    iter.bi_offset
 }
 
 /// One mapped piece of a read request's buffer, within one page.

@@ -17,17 +17,14 @@ mod image;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::block::mq::{self, Operations};
-use kernel::c_str;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::Arc;
-use kernel::types::ARef;
 
-use blk_ext::{DiskLimits, DiskOps, Op, ReadOnlyDisk, RequestView};
+use blk_ext::{DiskLimits, Op, ReadOnlyDisk, RequestView, ServeRead};
 use image::{ImageError, IMAGE};
 
-module! {
+blk_ext::module_with_author! {
     type: KheadersBlk,
     name: "kheaders_blk",
     author: "kheaders-blk developers",
@@ -35,7 +32,7 @@ module! {
     license: "GPL",
 }
 
-const DISK_NAME: &CStr = c_str!("kheaders0");
+const DISK_NAME: &str = "kheaders0";
 const SECTOR_SIZE: u64 = 512;
 
 /// Logical (and physical) block size: one page. Squashfs keeps the partly
@@ -43,9 +40,9 @@ const SECTOR_SIZE: u64 = 512;
 /// (`cache_mapping`), so that reading the neighbouring block does not fetch
 /// them again, only when its device block size, the larger of 1 KiB and the
 /// logical block size (`sb_min_blocksize()`), equals `PAGE_SIZE`
-/// (`squashfs_fill_super()`, fs/squashfs/super.c). A page is also the
-/// largest logical block size the block layer accepts
-/// (`blk_validate_block_size()`). So 4 KiB on x86, 16 or 64 KiB on arm64
+/// (`squashfs_fill_super()`, fs/squashfs/super.c; so in 6.12 and 7.3). A
+/// page is also the largest logical block size 6.12's block layer accepts
+/// (`blk_validate_block_size()`; 7.3 with THP: 64 KiB). So 4 KiB on x86, 16 or 64 KiB on arm64
 /// kernels with those pages.
 const LOGICAL_BLOCK_SIZE: u32 = PAGE_SIZE as u32;
 
@@ -80,8 +77,6 @@ fn capacity_bytes() -> u64 {
     (IMAGE.len() as u64).next_multiple_of(u64::from(LOGICAL_BLOCK_SIZE))
 }
 
-static DISK_OPS: DiskOps = DiskOps::new(&THIS_MODULE);
-
 fn setup_disk() -> Result<ReadOnlyDisk<ImageDisk>> {
     // One hardware queue, 64 tags, no I/O scheduler by default.
     let tagset = Arc::pin_init(
@@ -93,7 +88,6 @@ fn setup_disk() -> Result<ReadOnlyDisk<ImageDisk>> {
         capacity_bytes() / SECTOR_SIZE,
         &disk_limits(),
         tagset,
-        &DISK_OPS,
     )
 }
 
@@ -115,7 +109,7 @@ impl kernel::Module for KheadersBlk {
             if info.release() != built_for.as_bytes() {
                 pr_warn!(
                     "the embedded headers are of kernel {}, this module was built for {}\n",
-                    BStr(info.release()),
+                    text(info.release()),
                     built_for
                 );
             }
@@ -126,7 +120,7 @@ impl kernel::Module for KheadersBlk {
         pr_info!(
             "/dev/{}: headers of {}, {}-{} {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
             DISK_NAME,
-            BStr(info.release()),
+            text(info.release()),
             info.format,
             info.compressor,
             info.squashfs_len / 1024,
@@ -174,16 +168,13 @@ fn report_bad_image(e: ImageError) {
     }
 }
 
-/// Bytes as text in log lines (the release string is ASCII).
-struct BStr<'a>(&'a [u8]);
-
-impl core::fmt::Display for BStr<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match core::str::from_utf8(self.0) {
-            Ok("") => f.write_str("unknown"),
-            Ok(s) => f.write_str(s),
-            Err(_) => f.write_str("(non-ASCII)"),
-        }
+/// Bytes as text in log lines (the release string is ASCII). A `&str`, not a
+/// `Display` type: 7.3's print macros take their own `Display` trait.
+fn text(bytes: &[u8]) -> &str {
+    match core::str::from_utf8(bytes) {
+        Ok("") => "unknown",
+        Ok(s) => s,
+        Err(_) => "(non-ASCII)",
     }
 }
 
@@ -191,16 +182,10 @@ struct ImageDisk;
 
 static REFUSED_WRITE: AtomicBool = AtomicBool::new(false);
 
-#[vtable]
-impl Operations for ImageDisk {
-    fn queue_rq(rq: ARef<mq::Request<Self>>, _is_last: bool) -> Result {
-        // On error the ARef is dropped unended and the block layer completes
-        // the request with the error.
-        serve(&RequestView::new(&rq))?;
-        mq::Request::end_ok(rq).map_err(|_| EIO)
+impl ServeRead for ImageDisk {
+    fn serve(rq: &RequestView<'_>) -> Result {
+        serve(rq)
     }
-
-    fn commit_rqs() {}
 }
 
 /// Fill a read request from the image; refuse everything else.

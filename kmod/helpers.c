@@ -36,11 +36,18 @@ void khb_flush_dcache_page(struct page *page)
  * The @n-th page after @page, for pages that are physically contiguous:
  * plain pointer arithmetic where the struct pages are one array
  * (SPARSEMEM_VMEMMAP, FLATMEM), through the pfn on SPARSEMEM without
- * VMEMMAP, where they are one array per memory section.
+ * VMEMMAP, where they are one array per memory section. Kernels without
+ * nth_page() (7.3; removed in 6.18) guarantee the array for the pages of
+ * one bio_vec ("All pages within a bio_vec starting from @bv_page are
+ * contiguous", include/linux/bvec.h), which is all the module asks for.
  */
 struct page *khb_nth_page(struct page *page, unsigned long n)
 {
+#ifdef nth_page
 	return nth_page(page, n);
+#else
+	return page + n;
+#endif
 }
 
 /*

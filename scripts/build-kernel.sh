@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Build (or reuse) a Rust-enabled 6.12 test kernel: one recipe, several variants.
+# Build (or reuse) a Rust-enabled test kernel (6.12 or 7.3): one recipe,
+# several variants.
 #
 #   scripts/build-kernel.sh [VARIANT]        (default: x86)
 #   scripts/build-kernel.sh --list
 #
-# Source: Debian's linux-source-6.12 tarball, extracted once per source
-# version and shared by every variant (each builds with O= into its own
-# directory). Config: tinyconfig plus the variant's fragments from
+# Source: Debian's linux-source-6.12 or linux-source-7.3 tarball (the
+# variant's series), extracted once per source version and shared by every
+# variant of it (each builds with O= into its own directory). Config: tinyconfig plus the variant's fragments from
 # scripts/kernel/, every option of which is verified afterwards.
 # Each build is cached under $KHB_CACHE/kernel/<variant>-<version>-<key>, where
 # the key covers the source version, the fragments, this recipe and the
@@ -24,6 +25,13 @@ declare -A VARIANTS=(
     [arm64]="arm64 base arm64"
     [arm64-16k]="arm64 base arm64 arm64-16k"
     [x86-debug]="x86_64 base x86 debug"
+    [7.3]="x86_64 base x86 7.3"
+    [7.3-builtin]="x86_64 base x86 7.3 builtin"
+)
+# variant: kernel series (common.sh's kernel_source), where it is not 6.12.
+declare -A SERIES=(
+    [7.3]=7.3
+    [7.3-builtin]=7.3
 )
 # variant: compiler, where it is not gcc. 6.12 allows RUST with KASAN only
 # when CC_IS_CLANG; clang-$LLVM_VERSION is the libclang bindgen uses.
@@ -36,6 +44,7 @@ declare -A COMPILER=(
 # The image is packed during the build by the repository's kheaders-image.
 declare -A IN_TREE=(
     [x86-builtin]=1
+    [7.3-builtin]=1
 )
 
 if [[ "${1:-}" == --list ]]; then
@@ -47,8 +56,9 @@ variant="${1:-x86}"
     die "unknown kernel variant '$variant' (known: $(printf '%s ' "${!VARIANTS[@]}"))"
 read -r arch fragments <<<"${VARIANTS[$variant]}"
 
-[[ -r "$LINUX_SOURCE_TARBALL" ]] ||
-    die "$LINUX_SOURCE_TARBALL not found; run scripts/setup.sh first"
+kernel_source "${SERIES[$variant]:-6.12}"
+# The series' own bindgen (7.3: with libclang 19), for this build only.
+[[ -z "$source_path" ]] || PATH="$source_path:$PATH"
 command -v bindgen >/dev/null || die "bindgen not found; run scripts/setup.sh first"
 
 arch_toolchain "$arch"
@@ -68,15 +78,14 @@ for f in $fragments; do
     [[ -r "${frag_files[-1]}" ]] || die "missing fragment ${frag_files[-1]}"
 done
 
-src_version="$(dpkg-query -W -f='${Version}' "$LINUX_SOURCE_PKG" 2>/dev/null ||
-               sha256sum "$LINUX_SOURCE_TARBALL" | cut -c1-16)"
-src_version="${src_version//[^A-Za-z0-9.+-]/_}"
+src_version="$source_version"
 key_input="$(
-    echo "source $LINUX_SOURCE_PKG $src_version arch $arch"
+    echo "source $source_pkg $src_version arch $arch"
     for f in "${frag_files[@]}"; do echo "fragment ${f##*/}"; cat "$f"; done
     sed -n '/^# KEY-BEGIN/,/^# KEY-END/p' "${BASH_SOURCE[0]}"
     rustc -vV
     bindgen --version
+    [[ -z "$source_path" ]] || cat "$source_path/../versions"   # its libclang
     for t in "${cc_tools[@]}"; do "$t" --version | head -n1; done
 )"
 if [[ -n "${IN_TREE[$variant]:-}" ]]; then
@@ -112,9 +121,9 @@ if [[ ! -f "$src/.khb-complete" ]]; then
     exec 8>"${src%/linux}/lock"
     flock 8
     if [[ ! -f "$src/.khb-complete" ]]; then
-        say "extracting $LINUX_SOURCE_TARBALL ($src_version) to $src"
+        say "extracting $source_tarball ($src_version) to $src"
         rm -rf "$src" && mkdir -p "$src"
-        tar -xf "$LINUX_SOURCE_TARBALL" -C "$src" --strip-components=1
+        tar -xf "$source_tarball" -C "$src" --strip-components=1
         touch "$src/.khb-complete"
     fi
     exec 8>&-
@@ -182,7 +191,7 @@ grep -q '^CONFIG_KHEADERS_BLK=y' "$build/.config" && ! grep -q ' __kheaders_blk_
     die "$variant kernel build finished without kheaders_blk in vmlinux"
 # The recipe's make command for this build, for scripts that run make in it
 # later (scripts/kernel-overlay.sh): the same arguments rebuild nothing.
-{ declare -p src build kernel_arch cross cc_args make_args; declare -f kmake; } >"$dir/kmake.sh"
+{ declare -p src build kernel_arch cross cc_args make_args PATH; declare -f kmake; } >"$dir/kmake.sh"
 grep -q '^CONFIG_IKHEADERS=m' "$build/.config" && [[ ! -f "$build/kernel/kheaders.ko" ]] &&
     die "$variant kernel build finished without kernel/kheaders.ko"
 echo "$variant" >"$dir/variant"

@@ -14,6 +14,20 @@ BINDGEN_VERSION=0.73.2
 VIRTME_NG_VERSION=1.42
 LINUX_SOURCE_PKG=linux-source-6.12
 LINUX_SOURCE_TARBALL=/usr/src/linux-source-6.12.tar.xz
+# Linux 7.3 (the 7.3 test kernels): Debian's linux-source-7.3 from
+# trixie-backports, which this machine's suites do not have. setup.sh
+# downloads it with a private sources list and unpacks it (dpkg-deb -x) into
+# $LINUX73_ROOT, nothing installed; ./version holds the package's version.
+LINUX73_PKG=linux-source-7.3
+LINUX73_SUITE=trixie-backports
+LINUX73_ROOT="$KHB_CACHE/debian/$LINUX73_PKG"
+# 7.3 wants libclang >= 17 for bindgen (scripts/min-tool-version.sh llvm);
+# bookworm's libclang-dev is 14. Bookworm's libclang 19, unpacked by setup.sh
+# into $LIBCLANG19_ROOT (not installed: an installed one would be what
+# bindgen picks for the 6.12 kernels too, the highest version it finds);
+# $LIBCLANG19_ROOT/bin/bindgen runs bindgen with it.
+LIBCLANG19_PACKAGES=(libclang1-19 libllvm19 libclang-common-19-dev)
+LIBCLANG19_ROOT="$KHB_CACHE/debian/libclang-19"
 # clang for the kernel variants that need it (Debian 12's, as libclang-dev).
 LLVM_VERSION=14
 # Static arm64 busybox and bash (Debian's), unpacked by setup.sh: the arm64
@@ -32,6 +46,30 @@ say()  { printf '==> %s\n' "$*" >&2; }
 die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
+
+# kernel_source SERIES: for a variant's kernel series (scripts/build-kernel.sh),
+# sets source_pkg, source_tarball, source_version (the package's version,
+# as a path component) and source_path (a directory to put first on PATH
+# for that kernel's build, or empty).
+kernel_source() {
+    source_path=""
+    case "$1" in
+        6.12)
+            source_pkg="$LINUX_SOURCE_PKG" source_tarball="$LINUX_SOURCE_TARBALL"
+            source_version="$(dpkg-query -W -f='${Version}' "$LINUX_SOURCE_PKG" 2>/dev/null ||
+                              sha256sum "$LINUX_SOURCE_TARBALL" | cut -c1-16)" ;;
+        7.3)
+            source_pkg="$LINUX73_PKG" source_tarball="$LINUX73_ROOT/usr/src/$LINUX73_PKG.tar.xz"
+            source_version="$(cat "$LINUX73_ROOT/version" 2>/dev/null)" || source_version=""
+            source_path="$LIBCLANG19_ROOT/bin" ;;
+        *) die "unknown kernel series $1" ;;
+    esac
+    [[ -r "$source_tarball" && -n "$source_version" ]] ||
+        die "$source_tarball not found; run scripts/setup.sh first"
+    [[ -z "$source_path" || -x "$source_path/bindgen" ]] ||
+        die "$source_path/bindgen not found; run scripts/setup.sh first"
+    source_version="${source_version//[^A-Za-z0-9.+-]/_}"
+}
 
 # arch_toolchain ARCH: for a variant's ARCH (scripts/build-kernel.sh), sets
 # kernel_arch (make's ARCH), cross (CROSS_COMPILE) and image (the boot image

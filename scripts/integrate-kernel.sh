@@ -12,8 +12,9 @@
 # changes nothing (no file is rewritten, so nothing rebuilds); a run after
 # kmod/ changed updates the copies. Files are replaced (new file, rename),
 # never edited in place, so a tree that shares inodes with another (cp -al)
-# leaves the other untouched. Tested on Linux 6.12 (6.12.117, Debian's
-# linux-source-6.12); the Rust block API the driver uses changes in 6.13+.
+# leaves the other untouched. Tested on Linux 6.12 and 7.3 (Debian's
+# linux-source-6.12 and linux-source-7.3); kmod/Kbuild picks the driver's
+# side of the Rust API changes by the tree's version.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $# == 1 ]] || die "usage: scripts/integrate-kernel.sh KERNEL_SOURCE_TREE"
@@ -23,8 +24,8 @@ for f in Makefile Kbuild drivers/block/Kconfig drivers/block/Makefile; do
 done
 version="$(make -s -C "$tree" kernelversion 2>/dev/null)" ||
     die "$tree: 'make kernelversion' failed"
-[[ "$version" == 6.12.* ]] ||
-    echo "warning: $tree is Linux $version; kheaders_blk is written for and tested on 6.12" >&2
+[[ "$version" == 6.12.* || "$version" == 7.3.* ]] ||
+    echo "warning: $tree is Linux $version; kheaders_blk is written for and tested on 6.12 and 7.3" >&2
 
 dir="$tree/drivers/block/kheaders_blk"
 changed=0

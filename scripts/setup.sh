@@ -12,6 +12,11 @@
 #                     the arm64 cross compiler and qemu-system-aarch64
 #   Debian (arm64)    busybox-static and bash-static for the arm64 test VM's
 #                     initramfs, downloaded and unpacked into $ARM64_USERLAND
+#   Debian (7.3)      linux-source-7.3 from trixie-backports (a private
+#                     sources list under $KHB_CACHE/debian, not the
+#                     machine's) and bookworm's libclang 19, which 7.3's
+#                     bindgen needs: downloaded and unpacked into
+#                     $LINUX73_ROOT and $LIBCLANG19_ROOT, not installed
 #   rustup            the rust-src component (the kernel builds core/alloc)
 #   cargo             bindgen-cli $BINDGEN_VERSION (Debian's 0.60 is too old)
 #   PyPI              virtme-ng $VIRTME_NG_VERSION in $KHB_CACHE/venv
@@ -157,6 +162,27 @@ else
     "$venv/bin/pip" install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION"
 fi
 
+# apt_download_unpack DEST PACKAGE... [-- APT-OPTION...]: the packages'
+# .debs downloaded (apt-get download, with the APT-OPTIONs; the package lists
+# updated once if that fails) and unpacked into a new DEST; DEST/versions
+# names the .debs. Nothing is installed.
+apt_download_unpack() {
+    local dest="$1" pkgs=() opts=() tmp
+    shift
+    while [[ $# -gt 0 && "$1" != -- ]]; do pkgs+=("$1"); shift; done
+    [[ $# -gt 0 ]] && shift && opts=("$@")
+    # As root, apt would drop to _apt, which cannot write to $tmp.
+    [[ $(id -u) == 0 ]] && opts+=(-o APT::Sandbox::User=root)
+    tmp="$(mktemp -d)"
+    download() { (cd "$tmp" && apt-get download -q "${opts[@]}" "${pkgs[@]}" >/dev/null); }
+    download || { sudo_if_needed apt-get update -q "${opts[@]}" >/dev/null && download; } ||
+        die "apt-get download of ${pkgs[*]} failed"
+    rm -rf "$dest" && mkdir -p "$dest"
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dest"; done
+    (cd "$tmp" && ls *.deb) >"$dest/versions"
+    rm -rf "$tmp"
+}
+
 # The arm64 guest's userland: static busybox (the commands) and bash (the
 # test runner), arm64 builds from the Debian archive, unpacked, not installed.
 if [[ -x "$ARM64_USERLAND/bin/busybox" && -x "$ARM64_USERLAND/bin/bash-static" ]]; then
@@ -168,18 +194,48 @@ else
         sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
     fi
     say "apt (arm64): downloading busybox-static and bash-static into $ARM64_USERLAND"
-    tmp="$(mktemp -d)"
-    as_root=()   # as root, apt would drop to _apt, which cannot write to $tmp
-    [[ $(id -u) == 0 ]] && as_root=(-o APT::Sandbox::User=root)
-    download() {
-        (cd "$tmp" && apt-get download -q "${as_root[@]}" busybox-static:arm64 bash-static:arm64 >/dev/null)
-    }
-    download || { sudo_if_needed apt-get update -q >/dev/null && download; } ||
-        die "apt-get download of busybox-static:arm64 bash-static:arm64 failed"
-    rm -rf "$ARM64_USERLAND" && mkdir -p "$ARM64_USERLAND"
-    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$ARM64_USERLAND"; done
-    (cd "$tmp" && ls *.deb) >"$ARM64_USERLAND/versions"
-    rm -rf "$tmp"
+    apt_download_unpack "$ARM64_USERLAND" busybox-static:arm64 bash-static:arm64
     [[ -x "$ARM64_USERLAND/bin/busybox" && -x "$ARM64_USERLAND/bin/bash-static" ]] ||
         die "the arm64 packages did not contain bin/busybox and bin/bash-static"
+fi
+
+# Linux 7.3's source, from a suite this machine does not use: apt reads a
+# sources list and package lists of its own under $KHB_CACHE/debian, and the
+# system's sources, lists and package cache stay as they are.
+tarball="$LINUX73_ROOT/usr/src/$LINUX73_PKG.tar.xz"
+if [[ -r "$tarball" && -s "$LINUX73_ROOT/version" ]]; then
+    say "apt ($LINUX73_SUITE): $LINUX73_PKG $(cat "$LINUX73_ROOT/version") present in $LINUX73_ROOT"
+else
+    apt73="$KHB_CACHE/debian/apt-$LINUX73_SUITE"
+    mkdir -p "$apt73/lists/partial" "$apt73/cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $LINUX73_SUITE main" \
+        >"$apt73/sources.list"
+    apt73_opts=(-o "Dir::Etc::sourcelist=$apt73/sources.list" -o Dir::Etc::sourceparts=/dev/null
+                -o "Dir::State::Lists=$apt73/lists" -o "Dir::Cache=$apt73/cache")
+    say "apt ($LINUX73_SUITE): downloading $LINUX73_PKG (167 MB, a source tarball) into $LINUX73_ROOT, with the private sources list $apt73/sources.list"
+    [[ $(id -u) == 0 ]] && apt73_opts+=(-o APT::Sandbox::User=root)
+    apt-get update -q "${apt73_opts[@]}" >/dev/null || die "apt-get update of $LINUX73_SUITE failed"
+    apt_download_unpack "$LINUX73_ROOT" "$LINUX73_PKG" -- "${apt73_opts[@]}"
+    [[ -r "$tarball" ]] || die "$LINUX73_PKG did not contain usr/src/$LINUX73_PKG.tar.xz"
+    sed -E 's/^[^_]*_([^_]*)_.*/\1/; s/%3a/:/g' "$LINUX73_ROOT/versions" >"$LINUX73_ROOT/version"
+fi
+
+# libclang 19 for 7.3's bindgen, unpacked, with a bindgen that uses it.
+if [[ -x "$LIBCLANG19_ROOT/bin/bindgen" && -s "$LIBCLANG19_ROOT/versions" ]]; then
+    say "apt: $(paste -sd" " "$LIBCLANG19_ROOT/versions") present in $LIBCLANG19_ROOT"
+else
+    say "apt: downloading ${LIBCLANG19_PACKAGES[*]} into $LIBCLANG19_ROOT (bindgen's libclang for Linux 7.3)"
+    apt_download_unpack "$LIBCLANG19_ROOT" "${LIBCLANG19_PACKAGES[@]}"
+    [[ -e "$LIBCLANG19_ROOT/usr/lib/llvm-19/lib/libclang-19.so.1" ]] ||
+        die "${LIBCLANG19_PACKAGES[*]} did not contain usr/lib/llvm-19/lib/libclang-19.so.1"
+    mkdir -p "$LIBCLANG19_ROOT/bin"
+    cat >"$LIBCLANG19_ROOT/bin/bindgen" <<WRAPPER
+#!/bin/sh
+# Written by kheaders-blk scripts/setup.sh: bindgen with the libclang 19
+# unpacked here (its libLLVM is not on the loader's path).
+LIBCLANG_PATH='$LIBCLANG19_ROOT/usr/lib/llvm-19/lib' \\
+LD_LIBRARY_PATH='$LIBCLANG19_ROOT/usr/lib/x86_64-linux-gnu'\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH} \\
+    exec '$(command -v bindgen)' "\$@"
+WRAPPER
+    chmod +x "$LIBCLANG19_ROOT/bin/bindgen"
 fi

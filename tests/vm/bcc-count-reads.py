@@ -26,7 +26,10 @@ int on_vfs_read(struct pt_regs *ctx, struct file *file) {
 """
 
 first = "--first" in sys.argv[1:]
-b = BPF(text=PROG)
+# Kernels since 6.19 build with -fms-extensions, and their headers need it
+# (7.3's fs.h embeds struct __filename_head by tag); bcc 0.26 does not pass
+# it by itself. Harmless for 6.12's headers.
+b = BPF(text=PROG, cflags=["-fms-extensions"])
 b.attach_kprobe(event="vfs_read", fn_name="on_vfs_read")
 n = 0
 for _ in range(1 if first else 50):
