@@ -21,6 +21,6 @@ test_kheaders_mount_says_why_there_is_no_device() {
     local out
     out=$("$KHB_REPO/userspace/kheaders-mount" 2>&1) && fail "kheaders-mount succeeded: $out"
     echo "  $out"
-    grep -q "kheaders_blk is built into this kernel but /dev/kheaders0 is missing" <<<"$out" ||
+    grep -q "kheaders_blk is built into this kernel but /sys/block/kheaders0/dev is missing: its boot log line says why" <<<"$out" ||
         fail "unclear message: $out"
 }
