@@ -25,6 +25,8 @@
 #                     resolve the Debian packages only (apt-get -s), against
 #                     the dpkg state in DIR (default /var/lib/dpkg); installs
 #                     nothing
+#   scripts/setup.sh --list-packages
+#                     print the Debian packages it installs, one a line
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 APT_PACKAGES=(
@@ -45,6 +47,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --dry-run) dry_run=1; shift ;;
         --admindir) admindir="$2"; shift 2 ;;
+        --list-packages) printf '%s\n' "${APT_PACKAGES[@]}" "${QEMU_PACKAGES[@]}"; exit 0 ;;
         -h|--help) sed -n '2,/^source/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "setup.sh: unknown option $1 (usage: scripts/setup.sh [--dry-run [--admindir DIR]])" ;;
     esac
@@ -191,7 +194,7 @@ else
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
         say "dpkg: adding the arm64 architecture (for apt-get download of arm64 packages)"
         sudo_if_needed dpkg --add-architecture arm64
-        sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        apt_get update >/dev/null
     fi
     say "apt (arm64): downloading busybox-static and bash-static into $ARM64_USERLAND"
     apt_download_unpack "$ARM64_USERLAND" busybox-static:arm64 bash-static:arm64

@@ -39,9 +39,7 @@ fi
 
 # 2. The control: the same packages in one plain apt-get install, as setup
 # did before it matched QEMU to the installed qemu-utils, must not resolve.
-mapfile -t list < <(sed -n '/^APT_PACKAGES=(/,/^)/p; /^QEMU_PACKAGES=(/p' "$REPO_ROOT/scripts/setup.sh" |
-    sed -E 's/#.*//; s/^(APT|QEMU)_PACKAGES=\(//; s/[()"]//g' | tr ' ' '\n' | grep -v '^$' |
-    sed "s/\$LINUX_SOURCE_PKG/$LINUX_SOURCE_PKG/; s/\$LLVM_VERSION/$LLVM_VERSION/")
+mapfile -t list < <("$REPO_ROOT/scripts/setup.sh" --list-packages)
 if out="$(apt-get -s -q -o "Dir::State::status=$state/status" install "${list[@]}" 2>&1)"; then
     bad plain_install_conflicts "a plain install of setup's ${#list[@]} packages resolved: the fixture no longer reproduces a new machine's QEMU conflict"
 elif grep -q 'qemu' <<<"$out"; then
