@@ -138,9 +138,8 @@ def native_tables(d, kernel, host_kernel):
                "**Amp** = bytes the device read / image size.\n")
     head = "| workload | files | tarball ms |"
     rule = "|---|---:|---:|"
-    layouts = variants
-    for l in layouts:
-        head += f" `{l}` ms | ratio | amp |"
+    for v in variants:
+        head += f" `{v}` ms | ratio | amp |"
         rule += "---:|---:|---:|"
     out.extend([head, rule])
     kernel_sets = sorted(m[5:] for m in d if m.startswith("time:kernel:"))
@@ -152,16 +151,16 @@ def native_tables(d, kernel, host_kernel):
         if files is None:
             files = f"{int(med('set_files', w))}"
         row = f"| {label} | {files} | {med('time:' + w, 'tar.xz') * 1000:.0f} |"
-        for l in layouts:
-            row += (f" {med('time:' + w, l) * 1000:.0f} | {med('time:' + w, 'tar.xz') / med('time:' + w, l):.2f} |"
-                    f" {med('amp:' + w, l):.2f} |")
+        for v in variants:
+            row += (f" {med('time:' + w, v) * 1000:.0f} | {med('time:' + w, 'tar.xz') / med('time:' + w, v):.2f} |"
+                    f" {med('amp:' + w, v):.2f} |")
         out.append(row)
         if w == names[-1][0] and kernel_sets:
             row = f"| compile sets of {len(kernel_sets)} kernel sources (median; min–max) | | |"
-            for l in layouts:
-                ratios = sorted(med("time:" + k, "tar.xz") / med("time:" + k, l) for k in kernel_sets)
-                amps = sorted(med("amp:" + k, l) for k in kernel_sets)
-                ms = statistics.median(med("time:" + k, l) * 1000 for k in kernel_sets)
+            for v in variants:
+                ratios = sorted(med("time:" + k, "tar.xz") / med("time:" + k, v) for k in kernel_sets)
+                amps = sorted(med("amp:" + k, v) for k in kernel_sets)
+                ms = statistics.median(med("time:" + k, v) * 1000 for k in kernel_sets)
                 row += (f" {ms:.0f} | {statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f}) |"
                         f" {statistics.median(amps):.2f} ({amps[0]:.2f}–{amps[-1]:.2f}) |")
             out.append(row)

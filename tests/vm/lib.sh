@@ -199,12 +199,12 @@ no_headers_installed() {
     local REL
     REL="$(uname -r)"
     unset BCC_KERNEL_SOURCE BPFTRACE_KERNEL_SOURCE BPFTRACE_KERNEL_BUILD TMPDIR
-    # A test that failed before its undo left its mounts of the disk, which
-    # would fail every later test at the rmmod below.
+    # What a test that failed before its undo left mounted: the disk's
+    # mounts (they pin the module, failing every later test at the rmmod
+    # below) and anything at the helper's mount point (a planted tmpfs).
     awk '$1 == "/dev/kheaders0" { print $2 }' /proc/mounts | tac | xargs -r -n1 umount
-    module_loaded kheaders && rmmod kheaders
-    # What an earlier test that failed left mounted (it would pin the module).
     while mountpoint -q "/run/kheaders/$REL" 2>/dev/null; do umount "/run/kheaders/$REL"; done
+    module_loaded kheaders && rmmod kheaders
     module_loaded kheaders_blk && rmmod kheaders_blk
     mountpoint -q /lib/modules || mount -t tmpfs -o size=64M tmpfs /lib/modules
     tmp_on_tmpfs
