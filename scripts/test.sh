@@ -146,7 +146,9 @@ builder_pid=""
 if [[ "${KHB_PREBUILD:-1}" != 0 ]]; then
     ( for v in "${build_order[@]}"; do build_one "$v"; done ) </dev/null &
     builder_pid=$!
-    trap '[[ -n "$builder_pid" ]] && kill -- "$builder_pid" 2>/dev/null; true' EXIT
+    # Not "[[ ]] && kill": under errexit a kill of the finished builder
+    # would fail the exit trap, and with it a run whose tests all passed.
+    trap 'kill -- "$builder_pid" 2>/dev/null || true' EXIT
 fi
 kernel_tree() {   # VARIANT: wait for its build, show its log, print its tree
     local v="$1"
