@@ -30,7 +30,8 @@ cd "$REPO_ROOT"
 # Kernels are built in this order, ahead of their suites (see below): the
 # longest VM run (x86-debug) comes second so that it starts early.
 PLAN=(
-    "x86: harness module layout clients"
+    # fallback: a kernel without kheaders_blk, its kheaders tarball mounted.
+    "x86: harness module layout clients fallback"
     # The kernel's checkers (KASAN, lockdep, kmemleak, fault injection);
     # canary last. Not layout: it asserts what squashfs decompresses, which
     # no debug option changes, and takes 12.5 min there (docs/reliability.md).

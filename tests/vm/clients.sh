@@ -10,14 +10,6 @@
 KM="$KHB_REPO/userspace/kheaders-mount"
 REL="$(uname -r)"
 
-bcc_count_reads() { "$KHB_REPO/tests/vm/bcc-count-reads.py"; }
-
-events_at_least() {   # N OUTPUT
-    local n
-    n=$(sed -n 's/^events \([0-9]*\)$/\1/p' <<<"$2")
-    [[ -n "$n" && $n -ge $1 ]] || fail "expected at least $1 events: $2"
-    echo "  $n events"
-}
 
 test_zero_config_mounts_where_tools_look_and_undoes() {
     no_headers_installed
@@ -30,6 +22,11 @@ test_zero_config_mounts_where_tools_look_and_undoes() {
         [[ ",$opts," == *",$o,"* ]] || fail "mounted without $o: $opts"
     done
     echo "  mount options: $opts"
+    # The fingerprint: the device's bytes are the image, zero-padded to a page.
+    local size=$(stat -c %s "$KHB_IMAGE") dev_size=$(blockdev --getsize64 /dev/kheaders0)
+    expect_eq "$(cat "/run/kheaders/$REL.fingerprint")" "release=$REL
+source=kheaders_blk
+image_sha256=$({ cat "$KHB_IMAGE"; head -c $((dev_size - size)) /dev/zero; } | sha256sum | cut -c1-64)" "fingerprint"
     expect_eq "$(readlink "/lib/modules/$REL/build")" "/run/kheaders/$REL" "build link"
     [[ -f "/lib/modules/$REL/build/include/linux/kconfig.h" ]] || fail "no kconfig.h through the link"
     local again
@@ -45,8 +42,6 @@ test_zero_config_mounts_where_tools_look_and_undoes() {
     expect_fails "status when not set up" "$KM" --status
 }
 
-# mounts_at DIR: how many mounts are stacked at DIR.
-mounts_at() { awk -v d="$1" '$5 == d { n++ } END { print n + 0 }' /proc/self/mountinfo; }
 
 # left_nothing: no mount, no build link to it, no module, nothing in
 # /run/kheaders but the lock file.
@@ -57,7 +52,6 @@ left_nothing() {
     [[ -z "$(ls -A /run/kheaders 2>/dev/null | grep -vx .lock)" ]] || fail "left in /run/kheaders: $(ls -A /run/kheaders)"
 }
 
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
 
 # plant DIR: as an unprivileged user, headers at DIR that fail any compile.
 plant() {

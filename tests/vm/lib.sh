@@ -219,3 +219,18 @@ no_headers_installed() {
     mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
     mountpoint -q /sys/kernel/tracing || mount -t tracefs none /sys/kernel/tracing
 }
+
+# The clients' helpers (clients.sh, fallback.sh).
+bcc_count_reads() { "$KHB_REPO/tests/vm/bcc-count-reads.py"; }
+
+events_at_least() {   # N OUTPUT
+    local n
+    n=$(sed -n 's/^events \([0-9]*\)$/\1/p' <<<"$2")
+    [[ -n "$n" && $n -ge $1 ]] || fail "expected at least $1 events: $2"
+    echo "  $n events"
+}
+
+# mounts_at DIR: how many mounts are stacked at DIR.
+mounts_at() { awk -v d="$1" '$5 == d { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
