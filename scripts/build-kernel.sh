@@ -46,6 +46,16 @@ declare -A IN_TREE=(
     [x86-builtin]=1
     [7.3-builtin]=1
 )
+# variant: the variant it is built as a change to (the same series, compiler
+# and fragments, plus more). The base's finished build is copied and make
+# runs in a private mount namespace where the copy and this variant's source
+# sit at the paths the base's commands name: every recorded command still
+# matches, so make redoes only what the added options and the driver touch,
+# not the whole kernel. Needs root (the namespace); otherwise a full build.
+declare -A BASE=(
+    [x86-builtin]=x86
+    [7.3-builtin]=7.3
+)
 
 if [[ "${1:-}" == --list ]]; then
     for v in "${!VARIANTS[@]}"; do echo "$v: ${VARIANTS[$v]}"; done | sort
@@ -55,6 +65,17 @@ variant="${1:-x86}"
 [[ -n "${VARIANTS[$variant]:-}" ]] ||
     die "unknown kernel variant '$variant' (known: $(printf '%s ' "${!VARIANTS[@]}"))"
 read -r arch fragments <<<"${VARIANTS[$variant]}"
+base="${BASE[$variant]:-}"
+if [[ -n "$base" ]]; then
+    [[ "${VARIANTS[$variant]}" == "${VARIANTS[$base]} "* &&
+       "${SERIES[$variant]:-6.12}" == "${SERIES[$base]:-6.12}" &&
+       "${COMPILER[$variant]:-gcc}" == "${COMPILER[$base]:-gcc}" ]] ||
+        die "recipe: $variant is not $base plus fragments (BASE in ${BASH_SOURCE[0]})"
+    if [[ $EUID != 0 ]]; then
+        say "not root: $variant is built in full, not as a change to the $base build (that needs a mount namespace)"
+        base=""
+    fi
+fi
 
 kernel_source "${SERIES[$variant]:-6.12}"
 # The series' own bindgen (7.3: with libclang 19), for this build only.
@@ -96,6 +117,10 @@ if [[ -n "${IN_TREE[$variant]:-}" ]]; then
         while IFS= read -r f; do echo "kmod ${f##*/}"; cat "$f"; done < <(kmod_sources)
     )"
 fi
+if [[ -n "$base" ]]; then
+    base_build="$("$REPO_ROOT/scripts/build-kernel.sh" "$base")" || die "the $base kernel build failed"
+    key_input+=$'\n'"a change to ${base_build%/build}"
+fi
 key="$(printf '%s' "$key_input" | sha256sum | cut -c1-12)"
 dir="$KHB_CACHE/kernel/$variant-$src_version-$key"
 build="$dir/build"
@@ -116,6 +141,7 @@ fi
 
 # The pristine source, shared by all variants of this source version.
 src="$KHB_CACHE/src/$src_version/linux"
+shared_src="$src"
 if [[ ! -f "$src/.khb-complete" ]]; then
     mkdir -p "${src%/linux}"
     exec 8>"${src%/linux}/lock"
@@ -184,14 +210,32 @@ if [[ $missing != 0 ]]; then
     die "$variant kernel config lost options from its fragments (see above)"
 fi
 
-say "building $variant kernel and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), ${cc_tools[0]}, $JOBS jobs (first build: several minutes)"
-kmake -j"$JOBS" "${make_args[@]}" all
+# The recipe's make command for this build, for scripts that run make in it
+# later (scripts/kernel-overlay.sh): the same arguments rebuild nothing.
+# src and build are the paths make sees; src_dir and build_dir, where they
+# are (kbuild_ns in common.sh mounts the one over the other).
+src_dir="$src" build_dir="$build"
+if [[ -n "$base" ]]; then
+    # The configuration above, with the base's outputs under it. The .config
+    # ends up newer than the copied auto.conf: syncconfig applies the change.
+    cp "$build/.config" "$dir/config"
+    cp -a --reflink=auto "$base_build/." "$build/"
+    mv "$dir/config" "$build/.config"
+    src="$shared_src" build="$base_build"
+fi
+{ declare -p src build src_dir build_dir kernel_arch cross cc_args make_args PATH; declare -f kmake; } >"$dir/kmake.sh"
+how=" (first build: several minutes)"
+[[ -z "$base" ]] || how=", as a change to the $base build"
+say "building $variant kernel and modules with $(rustc --version), bindgen $(bindgen --version | cut -d' ' -f2), ${cc_tools[0]}, $JOBS jobs$how"
+if [[ -n "$base" ]]; then
+    kbuild_ns "$dir/kmake.sh" "" 'kmake -j"$JOBS" "${make_args[@]}" all'
+else
+    kmake -j"$JOBS" "${make_args[@]}" all
+fi
+src="$src_dir" build="$build_dir"
 [[ -f "$build/$image" ]] || die "$variant kernel build finished without $image"
 grep -q '^CONFIG_KHEADERS_BLK=y' "$build/.config" && ! grep -q ' __kheaders_blk_init$' "$build/System.map" &&
     die "$variant kernel build finished without kheaders_blk in vmlinux"
-# The recipe's make command for this build, for scripts that run make in it
-# later (scripts/kernel-overlay.sh): the same arguments rebuild nothing.
-{ declare -p src build kernel_arch cross cc_args make_args PATH; declare -f kmake; } >"$dir/kmake.sh"
 grep -q '^CONFIG_IKHEADERS=m' "$build/.config" && [[ ! -f "$build/kernel/kheaders.ko" ]] &&
     die "$variant kernel build finished without kernel/kheaders.ko"
 echo "$variant" >"$dir/variant"

@@ -110,6 +110,30 @@ kmod_sources() {
         -o -name '*.c' -o -name '*.h' -o -name '*.sh' \) ! -name '*.mod.c' | LC_ALL=C sort
 }
 
+# kbuild_ns KMAKE_FILE SCRATCH COMMANDS: COMMANDS (bash, in the build
+# directory, with kmake, make_args and JOBS) in a private mount namespace
+# where the cached kernel build that KMAKE_FILE describes (written by
+# scripts/build-kernel.sh) sits at the paths its recorded commands name:
+# its source at $src and its build at $build, bound there from where they
+# are ($src_dir, $build_dir). With SCRATCH, the build is an overlay instead,
+# and SCRATCH/upper receives every file written. Needs root.
+kbuild_ns() {
+    unshare --mount --propagation private bash -c '
+        set -euo pipefail
+        source "$1"
+        src_dir="${src_dir:-$src}" build_dir="${build_dir:-$build}"   # older builds lack both
+        [[ "$src_dir" == "$src" ]] || mount --bind "$src_dir" "$src"
+        if [[ -n "$2" ]]; then
+            mount -t overlay overlay -o "lowerdir=$build_dir,upperdir=$2/upper,workdir=$2/work" "$build"
+        elif [[ "$build_dir" != "$build" ]]; then
+            mount --bind "$build_dir" "$build"
+        fi
+        cd "$build"
+        JOBS="$3"
+        eval "$4"
+    ' kbuild-ns "$1" "$2" "$JOBS" "$3"
+}
+
 # corrupt_image IMAGE OUT: IMAGE with the byte in its middle (squashfs data)
 # inverted, so that its CRC-32 no longer matches.
 corrupt_image() {

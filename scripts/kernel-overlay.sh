@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run commands in a cached kernel build without changing it: the build
-# directory is overlaid, in a private mount namespace and at its own path,
-# by a scratch directory that receives every file written. At the same path
-# every command Kbuild recorded still matches, so make redoes only what the
-# commands change (a relink, not a rebuild), and the cache stays as it was.
+# directory is overlaid, in a private mount namespace and at the path its
+# commands name (kbuild_ns in common.sh), by a scratch directory that
+# receives every file written. At that path every command Kbuild recorded
+# still matches, so make redoes only what the commands change (a relink, not
+# a rebuild), and the cache stays as it was.
 #
 #   scripts/kernel-overlay.sh VARIANT SCRATCH -- COMMANDS
 #
@@ -21,11 +22,4 @@ kmake_file="${build%/build}/kmake.sh"
 [[ -f "$kmake_file" ]] ||
     die "$kmake_file missing: that $variant build predates it; remove ${build%/build} and build again"
 rm -rf "$scratch" && mkdir -p "$scratch/upper" "$scratch/work"
-unshare --mount --propagation private bash -c '
-    set -euo pipefail
-    mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$1"
-    cd "$1"
-    source "$3"
-    JOBS="$4"
-    eval "$5"
-' kernel-overlay "$build" "$scratch" "$kmake_file" "$JOBS" "$*"
+kbuild_ns "$kmake_file" "$scratch" "$*"

@@ -5,10 +5,11 @@
 # it and one boot running the VM suites that apply to it (the plan below,
 # printed first).
 #
-#   scripts/test.sh [-k REGEX] [--kernels "x86 ..."]
+#   scripts/test.sh [-k REGEX] [--kernels "x86 ..."] [--all]
 #
 #   -k REGEX      only VM tests whose "suite/test" name matches
 #   --kernels L   only these kernels of the plan (default: all)
+#   --all         also the tests the plan leaves out on some kernels (LEAVE_OUT)
 #
 #   KHB_SOAK_SECONDS=N   the soak runs N s instead of 60 (the long soak:
 #                        KHB_SOAK_SECONDS=1200 scripts/test.sh --kernels x86-debug -k soak)
@@ -49,13 +50,26 @@ PLAN=(
     "arm64: harness essentials"
     "arm64-16k: harness essentials"
 )
+# Tests a kernel of the plan leaves out, to keep an empty-cache run within
+# its budget (README), each because another test covers it: the peer's
+# extraction (harness) is the same on every kernel and runs on x86; on
+# x86-debug, the soak reads concurrently, the fault tests load, mount and
+# unload hundreds of times, and the mount fault test compares the whole tree
+# with upstream's. --all runs them too.
+declare -A LEAVE_OUT=(
+    [x86-debug]='^harness/test_upstream_kheaders_extracts|^module/test_(concurrent_readers|twenty_load|mount_matches)'
+    [7.3]='^harness/test_upstream_kheaders_extracts'
+    [arm64]='^harness/test_upstream_kheaders_extracts'
+    [arm64-16k]='^harness/test_upstream_kheaders_extracts'
+)
 
-vm_filter=() only=""
+vm_filter=() only="" all=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -k) vm_filter=(-k "$2"); shift 2 ;;
         --kernels) only="$2"; shift 2 ;;
-        *) die "scripts/test.sh: unknown option $1 (usage: scripts/test.sh [-k REGEX] [--kernels \"x86 ...\"])" ;;
+        --all) all=1; shift ;;
+        *) die "scripts/test.sh: unknown option $1 (usage: scripts/test.sh [-k REGEX] [--kernels \"x86 ...\"] [--all])" ;;
     esac
 done
 
@@ -97,6 +111,7 @@ for row in "${PLAN[@]}"; do
         continue
     fi
     echo "  $row" >&2
+    [[ -n "$all" || -z "${LEAVE_OUT[$k]:-}" ]] || echo "      leaves out ${LEAVE_OUT[$k]} (--all runs them)" >&2
     kernels+=("$k")
 done
 for k in $only; do
@@ -300,6 +315,8 @@ for k in "${kernels[@]}"; do
     fi
     paths=()
     for s in $suites; do paths+=("'$REPO_ROOT/tests/vm/$s.sh'"); done
+    leave_out=""
+    [[ -n "$all" || -z "${LEAVE_OUT[$k]:-}" ]] || leave_out="-x $(printf '%q' "${LEAVE_OUT[$k]}")"
     say "kernel $k: VM tests ($suites) in one boot of $(cat "$KTREE/include/config/kernel.release") under QEMU"
     vmlog="$(mktemp)"
     mkdir -p "$d"
@@ -312,9 +329,10 @@ for k in "${kernels[@]}"; do
                 KHB_MANIFEST='$d/upstream.manifest' KHB_VERBOSE='${KHB_VERBOSE:-}' \
                 KHB_SOAK_SECONDS='${KHB_SOAK_SECONDS:-}' KHB_SOAK_CACHE_MB='${KHB_SOAK_CACHE_MB:-}' \
                 KHB_LOAD_FAULT_STRIDE='${KHB_LOAD_FAULT_STRIDE:-}' KHB_MOUNT_FAULT_STRIDE='${KHB_MOUNT_FAULT_STRIDE:-}'; \
-         '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]:+$(printf '%q ' "${vm_filter[@]}")} ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
+         '$REPO_ROOT/tests/vm/run-suite.sh' ${vm_filter[*]:+$(printf '%q ' "${vm_filter[@]}")} $leave_out ${paths[*]}" | tee "$vmlog" || vm_rc=${PIPESTATUS[0]}
     timed "$k modules + VM" $((SECONDS - t0))
-    line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1)"
+    # No line (a VM that timed out): grep fails, which must not stop the run.
+    line="$(grep -E '^vm tests: [0-9]+ passed, [0-9]+ failed$' "$vmlog" | tail -n1 || true)"
     if [[ -z "$line" ]]; then
         echo "error: the $k VM run gave no result line (console log: $d/vm-console.log)" >&2
         failed=$((failed + 1))

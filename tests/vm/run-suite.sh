@@ -5,17 +5,21 @@
 # reported a bug while it ran (oops, BUG, WARNING, KASAN, lockdep, kmemleak:
 # tests/vm/kernel-reports.sh).
 #
-#   tests/vm/run-suite.sh [-k REGEX] tests/vm/harness.sh tests/vm/module.sh
+#   tests/vm/run-suite.sh [-k REGEX] [-x REGEX] tests/vm/harness.sh tests/vm/module.sh
+#
+# -k: only tests whose "suite/test" name matches; -x: not those that match
+# (scripts/test.sh's LEAVE_OUT), each named in a "left out" line.
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"
 source "$HERE/kernel-reports.sh"
 
-filter=""
+filter="" leave_out=""
 suites=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -k) filter="$2"; shift 2 ;;
+        -x) leave_out="$2"; shift 2 ;;
         *) suites+=("$1"); shift ;;
     esac
 done
@@ -32,6 +36,11 @@ for suite in "${suites[@]}"; do
     source "$suite"
     for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
         [[ -n "$filter" && ! "$name/$t" =~ $filter ]] && { unset -f "$t"; continue; }
+        if [[ -n "$leave_out" && "$name/$t" =~ $leave_out ]]; then
+            echo "left out on this kernel: $name/$t"
+            unset -f "$t"
+            continue
+        fi
         # Where this test's kernel messages start; a count of lines would go
         # wrong once the ring buffer wraps.
         mark="$(kmark "start $name/$t")"
