@@ -164,7 +164,9 @@ if [[ "${KHB_PREBUILD:-1}" != 0 ]]; then
     builder_pid=$!
     # Not "[[ ]] && kill": under errexit a kill of the finished builder
     # would fail the exit trap, and with it a run whose tests all passed.
-    trap 'kill -- "$builder_pid" 2>/dev/null || true' EXIT
+    # The whole tree: a stopped run must not leave a kernel build running.
+    kill_tree() { local c; for c in $(pgrep -P "$1"); do kill_tree "$c"; done; kill "$1" 2>/dev/null || true; }
+    trap 'kill_tree "$builder_pid"' EXIT
 fi
 kernel_tree() {   # VARIANT: wait for its build, show its log, print its tree
     local v="$1"

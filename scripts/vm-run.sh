@@ -83,8 +83,15 @@ kvm_works() {
 # visible to it.
 script="$(mktemp -p "$KHB_CACHE/vm-logs" cmd.XXXXXX.sh)"
 work="$(mktemp -d -p "$KHB_CACHE/vm-logs" run.XXXXXX)"
-qemu=""
-trap 'rm -rf "$script" "$work"; [[ -z "$qemu" ]] || kill "$qemu" 2>/dev/null || true' EXIT
+# The VM runs under timeout(1) in the background as $vm: timeout puts itself
+# in a process group of its own, which a signal to ours does not reach, so
+# the exit trap passes it on (timeout sends it to the VM). Otherwise a run
+# that is stopped leaves its guest running, and the guest takes the CPU.
+vm=""
+trap 'rm -rf "$script" "$work"; [[ -z "$vm" ]] || kill "$vm" 2>/dev/null || true' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 printf '%s\n' "exec 2>&1" "$command" >"$script"
 
 # arm64: the guest sees these at the same paths, over 9p; the first two
@@ -135,8 +142,10 @@ case "$arch" in
         # --verbose: the kernel console) goes to the log.
         timeout -k 10 "$timeout_s" "$VNG" --run "$kernel" "${accel[@]}" --cpus "$cpus" \
             --memory "$memory" --verbose "${rw[@]}" ${append:+--append "$append"} --exec "bash $script" \
-            </dev/null 2>"$log"
-        rc=$?
+            </dev/null 2>"$log" &
+        vm=$!
+        wait "$vm"
+        rc=$? vm=""
         boot_marker='virtme-ng-init: starting script'
         ;;
     arm64)
@@ -160,10 +169,10 @@ case "$arch" in
             -append "console=ttyAMA0 panic=-1 rdinit=/init${append:+ $append}" -serial "file:$log" \
             -device virtio-serial-device -chardev "file,id=out,path=$work/out" \
             -device virtserialport,chardev=out,name=khb.out "${shares[@]}" </dev/null &
-        qemu=$!
-        tail -n +1 -s 0.5 -f --pid="$qemu" "$work/out"
-        wait "$qemu"
-        rc=$?
+        vm=$!
+        tail -n +1 -s 0.5 -f --pid="$vm" "$work/out"
+        wait "$vm"
+        rc=$? vm=""
         boot_marker='khb-init: starting script'
         # QEMU exits 0 when the guest powers off: the command's status is in the log.
         if [[ $rc == 0 ]]; then
