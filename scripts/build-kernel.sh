@@ -119,7 +119,8 @@ if [[ -n "${IN_TREE[$variant]:-}" ]]; then
 fi
 if [[ -n "$base" ]]; then
     base_build="$("$REPO_ROOT/scripts/build-kernel.sh" "$base")" || die "the $base kernel build failed"
-    key_input+=$'\n'"a change to ${base_build%/build}"
+    # v2: v1 kept the base's kheaders_data.tar.xz (see below).
+    key_input+=$'\n'"a change to ${base_build%/build}, v2"
 fi
 key="$(printf '%s' "$key_input" | sha256sum | cut -c1-12)"
 dir="$KHB_CACHE/kernel/$variant-$src_version-$key"
@@ -221,6 +222,10 @@ if [[ -n "$base" ]]; then
     cp "$build/.config" "$dir/config"
     cp -a --reflink=auto "$base_build/." "$build/"
     mv "$dir/config" "$build/.config"
+    # Upstream's tarball does not depend on autoconf.h (kernel/gen_kheaders.sh
+    # leaves it out of the dependencies), so the base's, with the base's
+    # configuration in it, would be kept: made again here.
+    rm -f "$build/kernel/kheaders_data.tar.xz" "$build/kernel/.kheaders_data.tar.xz.cmd"
     src="$shared_src" build="$base_build"
 fi
 { declare -p src build src_dir build_dir kernel_arch cross cc_args make_args PATH; declare -f kmake; } >"$dir/kmake.sh"
