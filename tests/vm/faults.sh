@@ -89,17 +89,25 @@ count_kinds() {
     awk '/name failslab,/ { s++ } /name fail_page_alloc,/ { p++ } END { printf "%d %d\n", s, p }'
 }
 
-# The module's init makes about 430 allocations (block core, sysfs, ...):
-# every KHB_LOAD_FAULT_STRIDE-th (default 8, about 53 points in the test
-# command's budget) is tried, and at least 400/stride must be. Every point:
+# The points tried: every STRIDE-th, from 1 + (OFFSET mod STRIDE). The
+# offset is the day number unless KHB_FAULT_OFFSET sets it, so that daily
+# runs go through every point within STRIDE days, and a failure names the
+# offset that reproduces it. Every point, in one run:
 #   KHB_LOAD_FAULT_STRIDE=1 KHB_MOUNT_FAULT_STRIDE=1 scripts/test.sh --kernels x86-debug -k faults
-LOAD_FAULT_STRIDE="${KHB_LOAD_FAULT_STRIDE:-8}"
+FAULT_OFFSET="${KHB_FAULT_OFFSET:-$(( $(date +%s) / 86400 ))}"
+first_point() { echo $((1 + FAULT_OFFSET % $1)); }   # STRIDE
+
+# The module's init makes about 430 allocations (block core, sysfs, ...):
+# every KHB_LOAD_FAULT_STRIDE-th (default 16, about 27 points in the test
+# command's budget) is tried, and at least 400/stride must be.
+LOAD_FAULT_STRIDE="${KHB_LOAD_FAULT_STRIDE:-16}"
 
 test_failed_loads_end_cleanly() {
     leave_clean
     nothing_left "before"
     fault_setup "$(module_text_start)" 18446744073709551615
-    local n=1 ret err inj m out lines points=0 absorbed=0 errnos="" slab=0 page=0 s p
+    local n first ret err inj m out lines points=0 absorbed=0 errnos="" slab=0 page=0 s p
+    first="$(first_point "$LOAD_FAULT_STRIDE")" n=$first
     while :; do
         m="$(kmark "insmod n=$n")"
         out="$(fail_nth "$n" insmod "$KHB_MODULE")"
@@ -138,7 +146,7 @@ test_failed_loads_end_cleanly() {
         [[ $n -lt 5000 ]] || fail "more than 5000 failure points?"
     done
     fault_reset
-    echo "  init: tried $points of its $((n - LOAD_FAULT_STRIDE))-$((n - 1)) failure points (every ${LOAD_FAULT_STRIDE}th; $slab failslab, $page fail_page_alloc logged): $((points - absorbed)) failed the load (errno:$errnos), $absorbed absorbed by the kernel"
+    echo "  init: tried $points of its $((n - LOAD_FAULT_STRIDE))-$((n - 1)) failure points (every ${LOAD_FAULT_STRIDE}th from $first, KHB_FAULT_OFFSET=$FAULT_OFFSET; $slab failslab, $page fail_page_alloc logged): $((points - absorbed)) failed the load (errno:$errnos), $absorbed absorbed by the kernel"
     [[ $points -ge $((400 / LOAD_FAULT_STRIDE)) ]] || fail "only $points failure points reached (stride $LOAD_FAULT_STRIDE)"
     kmemleak_check
     load_kheaders_blk
@@ -147,9 +155,9 @@ test_failed_loads_end_cleanly() {
 }
 
 # Every allocation of the mounting task counts, squashfs' cache pages too:
-# about 570 points. Every KHB_MOUNT_FAULT_STRIDE-th (default 20, about 28
+# about 570 points. Every KHB_MOUNT_FAULT_STRIDE-th (default 40, about 14
 # points) is tried, and at least 500/stride must be.
-MOUNT_FAULT_STRIDE="${KHB_MOUNT_FAULT_STRIDE:-20}"
+MOUNT_FAULT_STRIDE="${KHB_MOUNT_FAULT_STRIDE:-40}"
 
 test_failed_first_mounts_end_cleanly() {
     leave_clean
@@ -161,7 +169,8 @@ test_failed_first_mounts_end_cleanly() {
     mkdir -p "$MNT"
     # Every allocation of the mounting task counts.
     fault_setup 0 18446744073709551615
-    local n=1 ret err inj m out points=0 absorbed=0 errnos="" slab=0 page=0 s p
+    local n first ret err inj m out points=0 absorbed=0 errnos="" slab=0 page=0 s p
+    first="$(first_point "$MOUNT_FAULT_STRIDE")" n=$first
     while :; do
         m="$(kmark "mount n=$n")"
         out="$(fail_nth "$n" mount /dev/kheaders0 "$MNT" squashfs)"
@@ -191,7 +200,7 @@ test_failed_first_mounts_end_cleanly() {
         [[ $n -lt 5000 ]] || fail "more than 5000 failure points?"
     done
     fault_reset
-    echo "  first mount: tried $points of its $((n - MOUNT_FAULT_STRIDE))-$((n - 1)) failure points (every ${MOUNT_FAULT_STRIDE}th; $slab failslab, $page fail_page_alloc logged): $((points - absorbed)) failed it (errno:$errnos), $absorbed absorbed"
+    echo "  first mount: tried $points of its $((n - MOUNT_FAULT_STRIDE))-$((n - 1)) failure points (every ${MOUNT_FAULT_STRIDE}th from $first, KHB_FAULT_OFFSET=$FAULT_OFFSET; $slab failslab, $page fail_page_alloc logged): $((points - absorbed)) failed it (errno:$errnos), $absorbed absorbed"
     mount_kheaders
     diff -r --no-dereference "$REF" "$MNT" >/tmp/khb-faults.diff || fail "tree differs after the mount faults: $(head /tmp/khb-faults.diff)"
     umount "$MNT"
