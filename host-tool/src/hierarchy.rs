@@ -1,14 +1,23 @@
-//! The tree as squashfs sees it: entries, directories with sorted children.
+//! The tree as a filesystem writer sees it (squashfs and EROFS alike):
+//! entries, directories with children sorted as both formats require.
 
 use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Result};
 
-use super::{MAX_NAME_LEN, MAX_SYMLINK_LEN};
 use crate::tree::{HeaderTree, Node};
 
+/// Longest name we write: Linux' `NAME_MAX` (squashfs' own limit,
+/// `SQUASHFS_NAME_LEN`, is 256, EROFS' is 255; no path walk can reach a
+/// longer name).
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest symlink target we write. The kernel reads up to `PAGE_SIZE`,
+/// but backhand, which `inspect` and `verify` read images with, refuses
+/// 256 or more; real header trees hold short relative links.
+pub const MAX_SYMLINK_LEN: usize = 255;
+
 /// One entry of the tree, with its place in the directory hierarchy.
-pub(super) struct Entry<'t> {
+pub(crate) struct Entry<'t> {
     pub path: &'t str,
     pub name: &'t str,
     pub node: &'t Node,
@@ -17,13 +26,13 @@ pub(super) struct Entry<'t> {
 }
 
 /// A directory: its entry (`None` for the root) and children, sorted.
-pub(super) struct Dir {
+pub(crate) struct Dir {
     pub entry: Option<usize>,
     pub children: Vec<usize>,
     pub subdirs: u32,
 }
 
-pub(super) struct Hierarchy<'t> {
+pub(crate) struct Hierarchy<'t> {
     /// In the tree's (path) order.
     pub entries: Vec<Entry<'t>>,
     /// The root first.
@@ -44,7 +53,11 @@ impl<'t> Hierarchy<'t> {
         // Sorted paths put every parent before its children.
         for (path, node) in &tree.entries {
             let (parent_path, name) = path.rsplit_once('/').unwrap_or(("", path));
-            ensure!(!name.is_empty() && name != "." && name != "..", "invalid path {path:?}");
+            // A NUL cannot be in a Linux name (nor do the readers take it).
+            ensure!(
+                !name.is_empty() && name != "." && name != ".." && !name.contains('\0'),
+                "invalid path {path:?}"
+            );
             ensure!(
                 name.len() <= MAX_NAME_LEN,
                 "{path}: a name of {} bytes; names may have at most {MAX_NAME_LEN}",
@@ -55,6 +68,11 @@ impl<'t> Hierarchy<'t> {
                     target.len() <= MAX_SYMLINK_LEN,
                     "{path}: a symlink target of {} bytes; targets may have at most {MAX_SYMLINK_LEN}",
                     target.len()
+                );
+                // What symlink(2) refuses, and readers of either format too.
+                ensure!(
+                    !target.is_empty() && !target.contains('\0'),
+                    "{path}: a symlink target that is empty or holds a NUL byte"
                 );
             }
             let Some(&parent) = dir_of_path.get(parent_path) else {
@@ -74,7 +92,7 @@ impl<'t> Hierarchy<'t> {
             }
         }
         for d in &mut dirs {
-            // Squashfs lookups and readdir rely on strcmp order.
+            // Squashfs and EROFS lookups (binary searches) rely on strcmp order.
             d.children.sort_by(|&a, &b| entries[a].name.as_bytes().cmp(entries[b].name.as_bytes()));
         }
         Ok(Hierarchy { entries, dirs, index_of_path, dir_of_entry })

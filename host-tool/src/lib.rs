@@ -11,7 +11,9 @@
 //! ([`tree`], for `inspect` and `verify`): an independent reader.
 
 pub mod compress;
+pub mod erofs;
 pub mod format;
+pub mod hierarchy;
 pub mod inspect;
 pub mod layout;
 pub mod output;

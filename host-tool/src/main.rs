@@ -10,11 +10,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use kheaders_image::compress::{Algorithm, Compressor};
-use kheaders_image::format::{parse_image, release_field, seal, BlockFormat};
+use kheaders_image::format::{parse_image, release_field, seal, BlockFormat, FsFormat, FsHeader};
 use kheaders_image::inspect::inspect;
 use kheaders_image::layout::LayoutKind;
 use kheaders_image::output::write_atomically;
-use kheaders_image::pack::{pack, PackOptions, DEFAULT_BLOCK_SIZE};
+use kheaders_image::pack::{pack, PackOptions, PackedData, DEFAULT_BLOCK_SIZE, DEFAULT_PCLUSTER_SIZE};
 use kheaders_image::parallel::default_jobs;
 use kheaders_image::progress::Progress;
 use kheaders_image::select::{KernelTree, UTSRELEASE_H};
@@ -35,7 +35,7 @@ struct Cli {
 enum Command {
     /// Pack the headers of a kernel tree (the set CONFIG_IKHEADERS carries,
     /// comments stripped the same way), or a kheaders tarball as it is,
-    /// into a squashfs image.
+    /// into a squashfs (or EROFS) image.
     Pack {
         /// Kernel tree: a source tree, an in-tree build, or an O= build
         /// directory (its `source` link leads to the source tree). Or a
@@ -51,20 +51,26 @@ enum Command {
         /// built for, else the host's; a tarball's own (must match).
         #[arg(long)]
         arch: Option<String>,
-        /// Squashfs data block size (power of two, 4K to 1M).
-        #[arg(short, long, default_value_t = DEFAULT_BLOCK_SIZE, value_parser = parse_size)]
-        block_size: u32,
+        /// Filesystem: `squashfs`, or `erofs` for kernels without squashfs
+        /// (Android's GKI: EROFS with LZ4; Linux 6.1 or later).
+        #[arg(long, value_enum, default_value_t = FsFormat::Squashfs)]
+        format: FsFormat,
+        /// Squashfs data block size; for EROFS the largest compressed
+        /// cluster (power of two, 4K to 1M; default 128K, EROFS 64K).
+        #[arg(short, long, value_parser = parse_size)]
+        block_size: Option<u32>,
         /// Where headers go in the image: `includes` stores the headers most
         /// others include in include order with blocks of their own (fast
         /// compiles against the mount), the rest in directory order;
         /// `directory` stores everything in directory order (as mksquashfs).
         #[arg(long, value_enum, default_value_t = LayoutKind::Includes)]
         layout: LayoutKind,
-        /// Block compressor: `xz` (the default, smallest), `zstd` (faster
-        /// reads), `lz4` or `lz4hc` (fastest reads, largest; the same format,
-        /// lz4hc's encoder is slower and compresses better).
-        #[arg(long, value_enum, default_value_t = Algorithm::Xz)]
-        compressor: Algorithm,
+        /// Block compressor: `xz` (squashfs' default, smallest), `zstd`
+        /// (faster reads), `lz4` or `lz4hc` (fastest reads, largest; the
+        /// same format, lz4hc's encoder is slower and compresses better;
+        /// EROFS takes these two, lz4hc by default).
+        #[arg(long, value_enum)]
+        compressor: Option<Algorithm>,
         /// xz preset: 0-9, optionally with `e` for the extreme variant (default 6).
         #[arg(long, value_parser = parse_preset)]
         xz_preset: Option<u32>,
@@ -158,6 +164,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             output,
             source,
             arch,
+            format,
             block_size,
             layout,
             compressor,
@@ -168,6 +175,13 @@ fn run(cmd: Command) -> Result<ExitCode> {
             quiet,
         } => {
             let start = Instant::now();
+            let compressor = compressor.unwrap_or(format.compressors()[0]);
+            // Before the tree is read, as pack itself would refuse it.
+            format.check_compressor(compressor)?;
+            let block_size = block_size.unwrap_or(match format {
+                FsFormat::Squashfs => DEFAULT_BLOCK_SIZE,
+                FsFormat::Erofs => DEFAULT_PCLUSTER_SIZE,
+            });
             let level = match (compressor, xz_preset, level) {
                 (Algorithm::Xz, _, Some(_)) => bail!("--level is for zstd and lz4hc; xz takes --xz-preset"),
                 (Algorithm::Xz, preset, None) => preset,
@@ -209,14 +223,32 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 (None, Some(m)) => m,
                 (None, None) => image_time_from_env()?,
             };
-            let opts = PackOptions { block_size, mtime, jobs, compressor, level, kernel_release, layout };
+            let opts =
+                PackOptions { format, block_size, mtime, jobs, compressor, level, kernel_release, layout };
             let packed = pack(&headers, &opts, &progress)?;
             let image = packed.image;
             write_atomically(&output, &image)?;
             if !quiet {
                 let s = headers.stats();
+                let data = match &packed.data {
+                    PackedData::Squashfs(d) => format!(
+                        "squashfs, {}, {} KiB blocks, {} files with blocks of their own, {} fragment blocks",
+                        compressor.name(),
+                        block_size / 1024,
+                        d.own_block_files,
+                        d.fragment_blocks
+                    ),
+                    PackedData::Erofs(d) => format!(
+                        "erofs, {}, {} pclusters of up to {} KiB ({} stored), {} KiB of metadata",
+                        compressor.name(),
+                        d.pclusters,
+                        block_size / 1024,
+                        d.plain_pclusters,
+                        d.metadata_bytes / 1024
+                    ),
+                };
                 eprintln!(
-                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {}, {} KiB blocks, {} files with blocks of their own, {} fragment blocks, {:.1} s",
+                    "kheaders-image: {}: {} files, {} directories, {} symlinks; {:.1} MiB of headers in {:.2} MiB ({:.1}%), {data}, {:.1} s",
                     output.display(),
                     s.files,
                     s.dirs,
@@ -224,10 +256,6 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     s.file_bytes as f64 / 1048576.0,
                     image.len() as f64 / 1048576.0,
                     100.0 * image.len() as f64 / s.file_bytes.max(1) as f64,
-                    compressor.name(),
-                    block_size / 1024,
-                    packed.data.own_block_files,
-                    packed.data.fragment_blocks,
                     start.elapsed().as_secs_f64()
                 );
             }
@@ -240,7 +268,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
             if parsed.trailer.is_some() {
                 bail!("{} already has a kheaders-image trailer", input.display());
             }
-            let sb = parsed.superblock;
+            let FsHeader::Squashfs { superblock: sb, .. } = parsed.fs else {
+                bail!(
+                    "{}: seal takes squashfs images; EROFS images come from pack --format erofs",
+                    input.display()
+                );
+            };
             let squashfs = parsed.squashfs.to_vec();
             let id = sb.compressor.get();
             let Some(block_format) = BlockFormat::of_squashfs(id) else {
@@ -255,7 +288,8 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 eprintln!("kheaders-image: note: a {} image: file counts recorded as 0", block_format.name());
                 Default::default()
             };
-            let image = seal(squashfs, sb.block_size.get(), block_format, &stats, release)?;
+            let image =
+                seal(squashfs, FsFormat::Squashfs, sb.block_size.get(), block_format, &stats, release)?;
             write_atomically(&output, &image)?;
             Ok(ExitCode::SUCCESS)
         }

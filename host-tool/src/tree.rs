@@ -176,8 +176,12 @@ impl HeaderTree {
         Ok(crate::tarball::read(path)?.tree)
     }
 
-    /// The content of a squashfs image, read with backhand.
+    /// The content of an image: squashfs read with backhand, EROFS with
+    /// erofs-rs (independent readers, not our writers' code).
     pub fn from_image_bytes(image: &[u8]) -> Result<HeaderTree> {
+        if crate::format::is_erofs(image) {
+            return Self::from_erofs_bytes(image);
+        }
         let reader = catch_panics(|| backhand::FilesystemReader::from_reader(Cursor::new(image)))
             .and_then(|r| r.map_err(|e| anyhow!("{e}")))
             .context("not a readable squashfs image")?;
@@ -205,6 +209,52 @@ impl HeaderTree {
             if !rel.is_empty() {
                 tree.entries.insert(rel, entry);
             }
+        }
+        Ok(tree)
+    }
+
+    fn from_erofs_bytes(image: &[u8]) -> Result<HeaderTree> {
+        use erofs_rs::backend::SliceImage;
+        let e = |e: erofs_rs::Error| anyhow!("{e}");
+        let fs = catch_panics(|| erofs_rs::EroFS::new(SliceImage::new(image)))?
+            .map_err(e)
+            .context("not a readable EROFS image")?;
+        let mut tree = HeaderTree::default();
+        let walk = fs.walk_dir("/").map_err(e).context("reading the root directory")?;
+        for entry in walk {
+            let entry = catch_panics(|| entry)?.map_err(e).context("reading a directory")?;
+            let path = entry.dir_entry.path();
+            let name = entry.dir_entry.file_name();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let Some(rel) = path.to_str().and_then(|p| normalize(Path::new(p))) else {
+                bail!("unsafe or non-UTF-8 path {:?} in image", path);
+            };
+            let inode = entry.inode;
+            let mode = inode.permissions().mode() & 0o7777;
+            let node = if inode.is_dir() {
+                Node::Dir { mode }
+            } else if inode.is_file() {
+                let file = fs.open_inode_file(inode).map_err(e)?;
+                let mut data = vec![0u8; file.size() as usize];
+                let mut done = 0;
+                while done < data.len() {
+                    let n = catch_panics(|| file.read_at(&mut data[done..], done as u64))?
+                        .map_err(anyhow::Error::from)
+                        .with_context(|| format!("reading {rel} from the image"))?;
+                    ensure!(n > 0, "{rel}: the image ends before its {} bytes", data.len());
+                    done += n;
+                }
+                Node::File { mode, data }
+            } else if inode.is_symlink() {
+                let target = fs.read_link_inode(inode).map_err(e)?;
+                let target = target.to_str().ok_or_else(|| anyhow!("{rel}: non-UTF-8 symlink"))?;
+                Node::Symlink { target: target.to_string() }
+            } else {
+                bail!("{rel}: device, FIFO or socket in image");
+            };
+            ensure!(tree.entries.insert(rel.clone(), node).is_none(), "{rel} twice in the image");
         }
         Ok(tree)
     }

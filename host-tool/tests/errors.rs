@@ -306,7 +306,8 @@ fn tree_changing_while_packed() {
                 .spawn()
                 .unwrap();
             let pid = child.id().to_string();
-            let signal = move |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+            let signal =
+                move |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
             let caught = loop {
                 if child.try_wait().unwrap().is_some() {
                     break false;
@@ -403,6 +404,34 @@ fn odd_entries_in_a_tarball() {
             assert!(st.success());
         }
         check(&c, &pack_tarball(&c, &tarball, &[]), needle);
+    }
+}
+
+#[test]
+fn empty_symlink_target_in_a_tarball() {
+    // symlink(2) cannot make one, a tarball can; neither format's readers
+    // take it (the tarball reader refuses it, hierarchy.rs any other tree).
+    let c = case();
+    let tarball = tarball_case(&c, "true");
+    let script = r#"
+import io, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    entries = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+with tarfile.open(sys.argv[1], "w:xz") as out:
+    for m, data in entries:
+        out.addfile(m, io.BytesIO(data) if data is not None else None)
+    link = tarfile.TarInfo("./include/linux/empty.h")
+    link.type = tarfile.SYMTYPE
+    out.addfile(link)
+"#;
+    let st = Command::new("python3").arg("-c").arg(script).arg(&tarball).status().unwrap();
+    assert!(st.success());
+    for format in ["squashfs", "erofs"] {
+        check(
+            &c,
+            &pack_tarball(&c, &tarball, &["--format", format]),
+            "include/linux/empty.h: symlink without target",
+        );
     }
 }
 

@@ -249,7 +249,7 @@ fn seal_adds_the_trailer_to_an_image_made_elsewhere() {
     let gzip_sealed = fs::read(&sealed).unwrap();
     let p = parse_image(&gzip_sealed).unwrap();
     p.check_crc().unwrap();
-    assert_eq!(p.superblock.compressor.get(), 1);
+    assert_eq!(p.squashfs_superblock().unwrap().compressor.get(), 1);
     assert_eq!(p.trailer.unwrap().compressor.get(), BlockFormat::Gzip as u16);
 }
 

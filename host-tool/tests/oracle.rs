@@ -117,6 +117,27 @@ fn image_equals_upstream_tarball_file_by_file() {
     );
 }
 
+/// The EROFS image of the same tree, read by erofs-rs (our `verify`),
+/// equals upstream's tarball, and packing again gives the same bytes.
+#[test]
+fn erofs_image_equals_upstream_tarball_and_is_reproducible() {
+    let k = real_kernel();
+    let t = tempdir();
+    let (a, b) = (t.path().join("a.img"), t.path().join("b.img"));
+    pack(&k.tree, &a, &["--format", "erofs"]);
+    pack(&k.tree, &b, &["--format", "erofs", "-j", "1"]);
+    let o = run(&["verify", path_str(&a), path_str(&k.tarball)]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let j = stdout(&run(&["inspect", "--json", path_str(&a)]));
+    assert!(j.contains("\"format\": \"erofs\""), "{j}");
+    assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "EROFS images of one tree differ");
+    eprintln!(
+        "oracle (erofs): image {} B, upstream tar.xz {} B",
+        fs::metadata(&a).unwrap().len(),
+        fs::metadata(&k.tarball).unwrap().len()
+    );
+}
+
 #[test]
 fn image_from_upstream_tarball_holds_every_entry_of_it() {
     let k = real_kernel();

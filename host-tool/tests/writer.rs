@@ -97,7 +97,8 @@ fn write_with(
         ..PackOptions::default()
     };
     let p = pack(tree, &opts, &Progress::hidden()).expect("pack");
-    (p.image, p.data)
+    let kheaders_image::pack::PackedData::Squashfs(stats) = p.data else { panic!("a squashfs image") };
+    (p.image, stats)
 }
 
 /// The tree read back by unsquashfs, as a HeaderTree (symlinks as symlinks).
@@ -174,7 +175,7 @@ fn zstd_and_lz4_images_read_back_identically() {
                 let (image, _) = write_with(&tree, layout, bs, alg);
                 let parsed = parse_image(&image).unwrap();
                 parsed.check_crc().unwrap();
-                assert_eq!(parsed.superblock.compressor.get(), id, "{what}");
+                assert_eq!(parsed.squashfs_superblock().unwrap().compressor.get(), id, "{what}");
                 assert_eq!(parsed.trailer.unwrap().compressor.get(), code as u16, "{what}");
                 assert_eq!(HeaderTree::from_image_bytes(&image).unwrap(), tree, "backhand, {what}");
                 let t = tempdir();
@@ -203,7 +204,7 @@ fn lz4_options_say_which_encoder() {
     let tree = edge_tree(4096);
     for (alg, flags) in [(Algorithm::Lz4, 0u32), (Algorithm::Lz4hc, 1)] {
         let (image, _) = write_with(&tree, LayoutKind::Directory, 4096, alg);
-        let sb = parse_image(&image).unwrap().superblock;
+        let sb = parse_image(&image).unwrap().squashfs_superblock().unwrap();
         assert_ne!(sb.flags.get() & 0x0400, 0, "{alg:?}: compressor options flag");
         // After the superblock: an uncompressed 8-byte metadata block.
         assert_eq!(&image[96..98], &(8u16 | 0x8000).to_le_bytes());
@@ -211,7 +212,11 @@ fn lz4_options_say_which_encoder() {
         assert_eq!(&image[102..106], &flags.to_le_bytes(), "{alg:?}");
     }
     let (image, _) = write_with(&tree, LayoutKind::Directory, 4096, Algorithm::Zstd);
-    assert_eq!(parse_image(&image).unwrap().superblock.flags.get() & 0x0400, 0, "zstd: no options");
+    assert_eq!(
+        parse_image(&image).unwrap().squashfs_superblock().unwrap().flags.get() & 0x0400,
+        0,
+        "zstd: no options"
+    );
 }
 
 #[test]
@@ -232,7 +237,7 @@ fn metadata_is_uncompressed_in_the_includes_layout_only() {
     let tree = edge_tree(131072);
     for (layout, raw) in [(LayoutKind::Includes, true), (LayoutKind::Directory, false)] {
         let (image, _) = write(&tree, layout, 131072);
-        let sb = parse_image(&image).unwrap().superblock;
+        let sb = parse_image(&image).unwrap().squashfs_superblock().unwrap();
         assert_eq!(sb.flags.get() & 1 == 1, raw, "SQUASHFS_NOI flag, {layout:?}");
         // The first metadata block of the inode table: bit 15 of its header
         // is "stored uncompressed".

@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use kheaders_image::compress::Algorithm;
-use kheaders_image::format::{parse_image, Trailer, TRAILER_MAGIC, TRAILER_SIZE};
+use kheaders_image::format::{parse_image, FsFormat, FsHeader, Trailer, TRAILER_MAGIC, TRAILER_SIZE};
 use kheaders_image::inspect::inspect;
 use kheaders_image::layout::{plan, IncludeGraph, LayoutKind};
 use kheaders_image::pack::{pack, PackOptions};
@@ -25,11 +25,15 @@ use zerocopy::FromBytes;
 /// what it accepts is consistent.
 pub fn format(data: &[u8]) {
     let Ok(img) = parse_image(data) else { return };
-    assert_eq!(img.squashfs.len() as u64, img.superblock.bytes_used.get());
+    let used = match &img.fs {
+        FsHeader::Squashfs { superblock, .. } => superblock.bytes_used.get(),
+        FsHeader::Erofs { superblock } => u64::from(superblock.blocks.get()) * 4096,
+    };
+    assert_eq!(img.squashfs.len() as u64, used);
     assert!(img.squashfs.len() <= data.len());
     if let Some(t) = &img.trailer {
         assert!(img.squashfs.len() + TRAILER_SIZE <= data.len());
-        assert_eq!(t.squashfs_len.get(), img.superblock.bytes_used.get());
+        assert_eq!(t.squashfs_len.get(), used);
     }
     let _ = img.check_crc();
 }
@@ -239,7 +243,9 @@ const NAMES: [&str; 12] =
 pub fn roundtrip_case(data: &[u8]) -> (HeaderTree, PackOptions) {
     let mut c = Choices(data);
     let b = c.byte();
-    let opts = PackOptions {
+    let erofs = c.byte() & 1 == 1;
+    let mut opts = PackOptions {
+        format: FsFormat::Squashfs,
         block_size: 4096 << (b % 9),
         layout: if b & 0x80 != 0 { LayoutKind::Directory } else { LayoutKind::Includes },
         mtime: c.u32(),
@@ -252,6 +258,12 @@ pub fn roundtrip_case(data: &[u8]) -> (HeaderTree, PackOptions) {
             n => Some(String::from_utf8_lossy(c.bytes(usize::from(n - 200))).into_owned()),
         },
     };
+    if erofs {
+        // EROFS: lz4 or lz4hc, pclusters of 4 KiB to 1 MiB.
+        opts.format = FsFormat::Erofs;
+        opts.compressor = if b & 0x20 != 0 { Algorithm::Lz4hc } else { Algorithm::Lz4 };
+        opts.level = None;
+    }
     let mut t = HeaderTree::default();
     let entries = c.byte() % 24;
     for _ in 0..entries {
@@ -308,16 +320,15 @@ pub fn roundtrip_case(data: &[u8]) -> (HeaderTree, PackOptions) {
 
 /// Whether the writer must accept `tree` (independently of the writer).
 fn writable(tree: &HeaderTree, opts: &PackOptions) -> bool {
-    let names_ok = tree
-        .entries
-        .keys()
-        .all(|p| p.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= 255));
+    let names_ok = tree.entries.keys().all(|p| {
+        p.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= 255 && !c.contains('\0'))
+    });
     let parents_ok = tree.entries.keys().all(|p| match p.rsplit_once('/') {
         None => true,
         Some((parent, _)) => matches!(tree.entries.get(parent), Some(Node::Dir { .. })),
     });
     let targets_ok = tree.entries.values().all(|n| match n {
-        Node::Symlink { target } => target.len() <= 255,
+        Node::Symlink { target } => (1..=255).contains(&target.len()) && !target.contains('\0'),
         _ => true,
     });
     let release_ok = opts.kernel_release.as_ref().map_or(true, |r| r.len() < 64);
@@ -325,7 +336,8 @@ fn writable(tree: &HeaderTree, opts: &PackOptions) -> bool {
 }
 
 /// Write -> read: an arbitrary small tree packs (or is refused, exactly
-/// when it cannot be written) and reads back equal, through backhand.
+/// when it cannot be written) and reads back equal, through backhand
+/// (squashfs) or erofs-rs (EROFS).
 pub fn roundtrip(data: &[u8]) {
     let (tree, opts) = roundtrip_case(data);
     let expect_ok = writable(&tree, &opts);
@@ -337,8 +349,10 @@ pub fn roundtrip(data: &[u8]) {
         }
     };
     assert!(expect_ok, "pack accepted an unwritable tree: {tree:?}");
-    let info = inspect(&packed.image).expect("inspect reads what pack wrote");
-    let back = HeaderTree::from_image_bytes(&packed.image).expect("backhand reads what pack wrote");
+    let info = inspect(&packed.image)
+        .unwrap_or_else(|e| panic!("inspect reads what pack wrote: {e:#}\n{tree:?}\n{opts:?}"));
+    let back = HeaderTree::from_image_bytes(&packed.image)
+        .unwrap_or_else(|e| panic!("the reader reads what pack wrote: {e:#}\n{tree:?}\n{opts:?}"));
     let mut want = tree.clone();
     for node in want.entries.values_mut() {
         if let Node::Dir { mode } | Node::File { mode, .. } = node {

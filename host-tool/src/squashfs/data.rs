@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::hierarchy::Hierarchy;
 use super::records::{FragmentEntry, BLOCK_UNCOMPRESSED};
 use super::DataStats;
 use crate::compress::Compressor;
+use crate::hierarchy::Hierarchy;
 use crate::layout::Placement;
 use crate::parallel::parallel_map;
 use crate::progress::Progress;

@@ -3,13 +3,13 @@
 use anyhow::{Context, Result};
 use zerocopy::IntoBytes;
 
-use super::hierarchy::{Dir, Hierarchy};
 use super::inodes::{header, Numbers};
 use super::metadata::{MetaRef, MetaWriter};
 use super::records::{
     DirEntry, DirHeader, DirIndex, DirInode, LDirInode, DIR_COUNT, DIR_TYPE, INVALID_FRAG, LDIR_TYPE,
     METADATA_SIZE, REG_TYPE, SYMLINK_TYPE,
 };
+use crate::hierarchy::{Dir, Hierarchy};
 use crate::tree::{Node, DIR_MODE};
 
 /// Where a directory listing enters a new metadata block: its offset in the

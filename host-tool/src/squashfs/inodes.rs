@@ -5,9 +5,9 @@ use zerocopy::IntoBytes;
 
 use super::check_inode_count;
 use super::data::FileData;
-use super::hierarchy::Hierarchy;
 use super::metadata::{MetaRef, MetaWriter};
 use super::records::{InodeHeader, RegInode, SymlinkInode, INVALID_FRAG, REG_TYPE, SYMLINK_TYPE};
+use crate::hierarchy::Hierarchy;
 use crate::tree::{Node, SYMLINK_MODE};
 
 /// Files and symlinks in directory order, then directories in post-order

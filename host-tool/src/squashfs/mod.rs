@@ -26,7 +26,6 @@
 
 mod data;
 mod directories;
-mod hierarchy;
 mod inodes;
 mod metadata;
 pub mod records;
@@ -35,19 +34,14 @@ use anyhow::{ensure, Result};
 use zerocopy::IntoBytes;
 
 use crate::compress::{Algorithm, Compressor};
+use crate::hierarchy::Hierarchy;
 use crate::layout::Placement;
 use crate::progress::Progress;
 use crate::tree::HeaderTree;
 use metadata::{write_table, MetaWriter};
 use records::*;
 
-/// Longest name we write: Linux' `NAME_MAX` (squashfs' own limit,
-/// `SQUASHFS_NAME_LEN`, is 256, but no path walk can reach such a name).
-pub const MAX_NAME_LEN: usize = 255;
-/// Longest symlink target we write. The kernel reads up to `PAGE_SIZE`,
-/// but backhand, which `inspect` and `verify` read images with, refuses
-/// 256 or more; real header trees hold short relative links.
-pub const MAX_SYMLINK_LEN: usize = 255;
+pub use crate::hierarchy::{MAX_NAME_LEN, MAX_SYMLINK_LEN};
 /// Most entries (inodes, the root included) an image can have: inode
 /// numbers are 32-bit from 1, and the root's parent, `inode_count + 1`, must
 /// be one too.
@@ -96,7 +90,7 @@ pub fn write(
     check_block_size(opts.block_size)?;
     check_inode_count(tree.entries.len() as u64 + 1)?;
     let compressor = compressor_id(comp.algorithm)?;
-    let h = hierarchy::Hierarchy::new(tree)?;
+    let h = Hierarchy::new(tree)?;
 
     // Superblock (filled in last), compression options, data.
     let mut image = vec![0u8; size_of::<SuperBlock>()];
