@@ -118,13 +118,14 @@ impl kernel::Module for KheadersBlk {
             pr_err!("setting up /dev/{} failed: error {}\n", DISK_NAME, e.to_errno())
         })?;
         pr_info!(
-            "/dev/{}: headers of {}, {}-{} {} KiB ({} KiB blocks), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
+            "/dev/{}: headers of {}, {}-{} {} KiB ({} KiB {}), {} files, {} directories, {} symlinks, {} KiB uncompressed\n",
             DISK_NAME,
             text(info.release()),
             info.format,
             info.compressor,
-            info.squashfs_len / 1024,
+            info.fs_len / 1024,
             info.block_size / 1024,
+            info.block_unit,
             info.files,
             info.dirs,
             info.symlinks,
@@ -155,8 +156,9 @@ fn report_bad_image(e: ImageError) {
         ImageError::UnsupportedFormat(f) => pr_err!("embedded image trailer names filesystem format {}, which this module does not serve; refusing to load\n", f),
         ImageError::UnknownCompressor(c) => pr_err!("embedded image trailer names an unknown compressor {}; refusing to load\n", c),
         ImageError::NotSquashfs => pr_err!("embedded image is not squashfs; refusing to load\n"),
+        ImageError::NotErofs => pr_err!("embedded image is not EROFS with 4 KiB blocks, as its trailer says; refusing to load\n"),
         ImageError::LengthMismatch { trailer, superblock } => pr_err!(
-            "embedded image is inconsistent (trailer: {} squashfs bytes, superblock: {}); refusing to load\n",
+            "embedded image is inconsistent (trailer: {} filesystem bytes, superblock: {}); refusing to load\n",
             trailer,
             superblock
         ),

@@ -24,6 +24,11 @@ if [ "${1:-}" != -- ]; then
 fi
 [ "${1:-}" = -- ] && shift
 
+if [ "${1:-} ${2:-}" = "--format none" ]; then
+	echo "$out: this kernel can mount neither a squashfs-xz image (CONFIG_SQUASHFS_XZ) nor an EROFS one (CONFIG_EROFS_FS_ZIP): enable one of them, or pass KHEADERS_FORMAT=squashfs|erofs to make to pack one anyway" >&2
+	exit 1
+fi
+
 if ! bin=$(command -v "$tool"); then
 	echo "$out: kheaders-image ($tool) not found: build it from kheaders-blk with 'cargo install --path host-tool' and put it on PATH, or pass KHEADERS_TOOL=/path/to/kheaders-image to make" >&2
 	exit 1
