@@ -50,7 +50,7 @@ test_fallback_at_first_use_converts_once_mounts_the_tarballs_headers_and_undoes(
     [[ -f "$img" ]] || fail "no image in $CACHE: $(ls -la "$CACHE")"
     # Its name: the release and the SHA-256 of what the kernel served, which
     # is its build's kheaders_data.tar.xz.
-    expect_eq "$img" "$CACHE/$REL-$(sha256sum <"$TARBALL" | cut -c1-64).img" "cached image's name"
+    expect_eq "$img" "$CACHE/$REL-$(sha256sum <"$TARBALL" | cut -c1-64).squashfs.img" "cached image's name"
     expect_eq "$(stat -c '%u %a' "$CACHE")" "0 700" "cache directory owner and mode"
     ! module_loaded kheaders || fail "kheaders.ko still loaded after the conversion"
     # The mount: the tarball's entries, as the running kernel returns them.
