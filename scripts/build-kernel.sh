@@ -23,6 +23,7 @@ declare -A VARIANTS=(
     [x86]="x86_64 base x86"
     [x86-builtin]="x86_64 base x86 builtin"
     [arm64]="arm64 base arm64"
+    [arm64-gki]="arm64 base arm64 gki"
     [arm64-16k]="arm64 base arm64 arm64-16k"
     [x86-debug]="x86_64 base x86 debug"
     [7.3]="x86_64 base x86 7.3"

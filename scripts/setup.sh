@@ -6,7 +6,8 @@
 #                     QEMU (from the suite of any QEMU package already
 #                     installed: bookworm-backports on a new machine of
 #                     this kind, whose qemu-utils 10 breaks bookworm's 7.2),
-#                     squashfs-tools, udev,
+#                     squashfs-tools, erofs-utils (mkfs.erofs, a peer in
+#                     bench/native.sh), udev,
 #                     the real clients (bcc, bpftrace) and dmsetup for the VM tests,
 #                     g++ (libFuzzer, built by the fuzz targets' libfuzzer-sys),
 #                     the arm64 cross compiler and qemu-system-aarch64
@@ -37,6 +38,7 @@ APT_PACKAGES=(
     udev python3 python3-venv util-linux
     gcc-aarch64-linux-gnu
     squashfs-tools xz-utils tar
+    erofs-utils
     bpfcc-tools python3-bpfcc bpftrace dmsetup systemd
 )
 # Installed apart: they must match any QEMU package the machine already has.
