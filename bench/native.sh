@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Native benchmarks: squashfs-side performance measured on this machine's own
-# kernel, where timings mean something (the VM tier runs under QEMU TCG).
+# Native benchmarks: filesystem-side performance measured on this machine's
+# own kernel, where timings mean something (the VM tier runs under QEMU TCG).
 #
-#   bench/native.sh [--reps N] [--layouts "includes directory"] [--kernel-sets N]
-#                   [--devices "zram loop"] [--out DIR] [--update-docs]
+#   bench/native.sh [--reps N] [--images "includes directory erofs mkfs.erofs"]
+#                   [--tree KERNEL_TREE] [--kernel-sets N] [--devices "zram loop"]
+#                   [--out DIR] [--update-docs]
 #
-# The image is what the module embeds (the test kernel's headers, packed as
-# kmod/Kbuild packs them), served by a RAM block device standing in for
-# /dev/kheaders0, read-only, with 4 KiB logical blocks:
+# The headers are those of KERNEL_TREE (a kernel build tree holding upstream's
+# kernel/kheaders_data.tar.xz; default: the x86 test kernel). Images:
+#   includes    ours, squashfs-xz, include-graph layout (what the module embeds)
+#   directory   ours, squashfs-xz, directory order
+#   erofs       ours, --format erofs (lz4hc, 32 KiB pclusters, fragments);
+#               erofs-SIZE: with SIZE pclusters (-b SIZE)
+#   mkfs.erofs  Debian's mkfs.erofs -zlz4hc -C65536 -Eztailpacking of the
+#               extracted tarball (its erofs-utils 1.5 writes no fragments)
+# Each is served by a RAM block device standing in for /dev/kheaders0,
+# read-only, with 4 KiB logical blocks:
 #   zram   bio-based: completes each read in the submitter's context, as a
 #          RAM disk does (the closer stand-in; it stores the image's pages
 #          compressed with its own lzo-rle, which compressed data barely
@@ -29,11 +37,13 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$REPO_ROOT"
 
-reps=5 layouts="includes directory" kernel_sets=20 devices="zram loop" out="$KHB_CACHE/bench/native" update_docs=""
+reps=5 images="includes directory erofs mkfs.erofs" kernel_sets=20 devices="zram loop" out="$KHB_CACHE/bench/native"
+update_docs="" tree=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --reps) reps="$2"; shift 2 ;;
-        --layouts) layouts="$2"; shift 2 ;;
+        --images) images="$2"; shift 2 ;;
+        --tree) tree="$(readlink -f "$2")"; shift 2 ;;
         --kernel-sets) kernel_sets="$2"; shift 2 ;;
         --devices) devices="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
@@ -43,12 +53,22 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $(id -u) == 0 ]] || die "bench/native.sh needs root (loop devices, mount, drop_caches)"
-grep -qw squashfs /proc/filesystems || modprobe squashfs 2>/dev/null ||
-    die "this kernel has no squashfs"
+# fs_of IMAGE_NAME: the filesystem it is mounted as.
+fs_of() { case "$1" in erofs|erofs-*|mkfs.erofs) echo erofs ;; includes|directory) echo squashfs ;;
+          *) die "--images: unknown image '$1' (includes, directory, erofs[-SIZE], mkfs.erofs)" ;; esac; }
+for i in $images; do
+    fs="$(fs_of "$i")"
+    grep -qw "$fs" /proc/filesystems || modprobe "$fs" 2>/dev/null || die "this kernel has no $fs (image $i)"
+done
 
 say "setup, kernel, tool"
 scripts/setup.sh
-KTREE="$(scripts/build-kernel.sh)"
+if [[ -n "$tree" ]]; then
+    [[ -f "$tree/kernel/kheaders_data.tar.xz" ]] || die "--tree $tree: no kernel/kheaders_data.tar.xz (build it with IKHEADERS)"
+    KTREE="$tree"
+else
+    KTREE="$(scripts/build-kernel.sh)"
+fi
 cargo build --release --locked --quiet
 TOOL="$REPO_ROOT/target/release/kheaders-image"
 
@@ -71,9 +91,18 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 cp "$KTREE/kernel/kheaders_data.tar.xz" "$shm/kheaders.tar.xz"
 record size tar.xz 1 "$(stat -c %s "$shm/kheaders.tar.xz")"
-for l in $layouts; do
-    "$TOOL" pack -q --layout "$l" "$KTREE" -o "$shm/$l.img"
-    record size "$l" 1 "$(stat -c %s "$shm/$l.img")"
+for i in $images; do
+    case "$i" in
+        includes|directory) "$TOOL" pack -q --layout "$i" "$KTREE" -o "$shm/$i.img" ;;
+        erofs) "$TOOL" pack -q --format erofs "$KTREE" -o "$shm/$i.img" ;;
+        erofs-*) "$TOOL" pack -q --format erofs -b "${i#erofs-}" "$KTREE" -o "$shm/$i.img" ;;
+        mkfs.erofs)
+            x="$(mktemp -d "$shm/x.XXXXXX")" && tar -xJf "$shm/kheaders.tar.xz" -C "$x" &&
+                mkfs.erofs -zlz4hc -C65536 -Eztailpacking -T0 --all-root "$shm/$i.img" "$x" >/dev/null 2>&1 ||
+                die "mkfs.erofs of the tarball failed"
+            rm -rf "$x" ;;
+    esac
+    record size "$i" 1 "$(stat -c %s "$shm/$i.img")"
 done
 
 say "compile sets: gcc -M of bench/programs/*.c and $kernel_sets kernel sources"
@@ -135,7 +164,7 @@ run_image() {
     local s0 t0 t1 s1
     s0=$(awk '{print $3}' "/sys/block/$n/stat")
     t0=$EPOCHREALTIME
-    mount -t squashfs -o ro "$dev" "$mnt"
+    mount -t "$(fs_of "$1")" -o ro "$dev" "$mnt"
     (cd "$mnt" && read_workload "$3")
     t1=$EPOCHREALTIME
     s1=$(awk '{print $3}' "/sys/block/$n/stat")
@@ -159,7 +188,7 @@ zram_of() {
 declare -A dev_of
 variants=()
 for d in $devices; do
-    for l in $layouts; do
+    for l in $images; do
         case "$d" in
             zram) dev_of[$l@$d]="$(zram_of "$shm/$l.img")" ;;
             loop) dev_of[$l@$d]="$(losetup -f --show -r -b 4096 "$shm/$l.img")"; loops+=("${dev_of[$l@$d]}") ;;
@@ -170,7 +199,7 @@ for d in $devices; do
 done
 
 workloads=(first bench/programs/*.c "${kernel_names[@]}" every every2)
-say "measuring: ${#workloads[@]} workloads x $reps cold runs x (tarball + ${#variants[@]} layout@device)"
+say "measuring: ${#workloads[@]} workloads x $reps cold runs x (tarball + ${#variants[@]} image@device)"
 for w in "${workloads[@]}"; do
     [[ "$w" == bench/programs/*.c ]] && w="$(basename "$w" .c)"
     for r in $(seq 1 "$reps"); do

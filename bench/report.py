@@ -118,20 +118,22 @@ def tables(d, variants):
 def native_tables(d, kernel, host_kernel):
     """The native tier: ratios against the tarball and read amplification."""
     med = lambda m, v: statistics.median(d[m][v])
-    layouts = [v for v in d["size"] if v != "tar.xz"]
-    # Time columns: LAYOUT@DEVICE (zram or loop; older results: LAYOUT alone, loop).
+    images = [v for v in d["size"] if v != "tar.xz"]
+    # Time columns: IMAGE@DEVICE (zram or loop; older results: IMAGE alone, loop).
     variants = [v for v in d["time:first"] if v != "tar.xz"]
     reps = len(d["time:first"]["tar.xz"])
-    out = [f"Host kernel {host_kernel} (its own squashfs, fragment cache of 3 blocks); the headers of the "
-           f"{kernel} test kernel, {int(med('files', 'all')):,} files. Tarball in RAM (`/dev/shm`); the image "
+    out = [f"Host kernel {host_kernel} (its own squashfs, fragment cache of 3 blocks, and EROFS); the headers "
+           f"of a {kernel} kernel tree, {int(med('files', 'all')):,} files. Images: `includes` and `directory` "
+           f"are ours in squashfs-xz (include-graph and directory order), `erofs` ours in EROFS-lz4hc, "
+           f"`mkfs.erofs` Debian's erofs-utils (lz4hc, 64 KiB, tail packing). Tarball in RAM (`/dev/shm`); the image "
            f"on a read-only RAM block device with 4 KiB blocks, `@zram` (bio-based, reads complete in the "
            f"reader's context: the closer stand-in for /dev/kheaders0) or `@loop` (over `/dev/shm`; a worker "
            f"thread per request). Every run cold; median of {reps} runs.\n"]
     tar = med("size", "tar.xz")
-    out.append("| | upstream tar.xz | " + " | ".join(f"image, `{l}` layout" for l in layouts) + " |")
-    out.append("|---|---:|" + "---:|" * len(layouts))
+    out.append("| | upstream tar.xz | " + " | ".join(f"`{l}`" for l in images) + " |")
+    out.append("|---|---:|" + "---:|" * len(images))
     out.append(f"| bytes | {tar:,.0f} | " + " | ".join(f"{med('size', l):,.0f} ({med('size', l) / tar:.2f}x)"
-                                                     for l in layouts) + " |")
+                                                     for l in images) + " |")
     out.append("")
     out.append("Time in ms (tarball: extract to tmpfs + read; image: mount + read). "
                "**Ratio** = tarball time / image time: above 1 the image is faster. "

@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = FsFormat::Squashfs)]
         format: FsFormat,
         /// Squashfs data block size; for EROFS the largest compressed
-        /// cluster (power of two, 4K to 1M; default 128K, EROFS 64K).
+        /// cluster (power of two, 4K to 1M; default 128K, EROFS 32K).
         #[arg(short, long, value_parser = parse_size)]
         block_size: Option<u32>,
         /// Where headers go in the image: `includes` stores the headers most

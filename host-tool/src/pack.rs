@@ -55,7 +55,7 @@ impl Default for PackOptions {
 }
 
 impl PackOptions {
-    /// EROFS defaults: LZ4HC, 64 KiB physical clusters.
+    /// EROFS defaults: LZ4HC, 32 KiB physical clusters.
     pub fn erofs() -> PackOptions {
         PackOptions {
             format: FsFormat::Erofs,

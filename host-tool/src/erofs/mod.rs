@@ -42,9 +42,12 @@ use crate::tree::{HeaderTree, Node};
 use records::*;
 pub use records::{SuperBlock, BLOCK_SIZE, EROFS_MAGIC, SUPER_OFFSET};
 
-/// Default physical cluster: 16 blocks (64 KiB), LZ4's own window; the
-/// size Debian's `mkfs.erofs -C65536` was measured with.
-pub const DEFAULT_PCLUSTER_BLOCKS: u32 = 16;
+/// Default physical cluster: 8 blocks (32 KiB). Reading through the packed
+/// inode costs time in proportion to the pcluster (docs/benchmarks.md,
+/// measured on a full-config tree): 32 KiB is the largest within the size
+/// target (1.87x the tar.xz); 64 KiB is 1.84x but reads everything 1.4x
+/// slower.
+pub const DEFAULT_PCLUSTER_BLOCKS: u32 = 8;
 /// The stream is compressed in segments of this many bytes in parallel; each
 /// segment ends with a pcluster of its own (lcluster-aligned, so the
 /// indexes work out), which costs a fraction of a block per segment.
