@@ -160,10 +160,62 @@ test_zero_config_concurrent_runs_give_one_mount() {
     # A run waits for the lock's holder (here a stand-in), then does its work.
     flock "/run/kheaders/.lock" sleep 3 & pa=$!
     sleep 1
-    local t0=$SECONDS
+    local t0=$EPOCHREALTIME waited
     "$KM" --undo >/dev/null
-    (( SECONDS - t0 >= 1 )) || fail "--undo did not wait for the lock"
+    waited=$(echo "$EPOCHREALTIME - $t0" | bc)
+    (( $(echo "$waited >= 1.5" | bc) )) || fail "--undo did not wait for the lock (${waited} s)"
+    echo "  --undo waited ${waited} s for the lock's holder"
     wait "$pa"
+    left_nothing
+}
+
+# The helper's own directories must be root's alone: a sticky one (as /tmp)
+# still lets another user create the entry we are about to make.
+test_zero_config_refuses_directories_others_can_write() {
+    no_headers_installed
+    local d=/tmp/khb-sticky out
+    rm -rf "$d" && mkdir -m 1777 "$d"
+    out=$(KHEADERS_RUNDIR="$d" "$KM" 2>&1) && fail "used a sticky run directory: $out"
+    grep -q "refusing $d: mode 1777 lets other users create or replace entries in it" <<<"$out" ||
+        fail "sticky run directory: $out"
+    expect_eq "$(mounts_at "$d/$REL")" 0 "mounts in the sticky directory"
+    ! module_loaded kheaders_blk || fail "kheaders_blk loaded after the refusal"
+    # Below a sticky directory, in a root-only one, it works.
+    mkdir -m 0755 "$d/run"
+    out=$(KHEADERS_RUNDIR="$d/run" "$KM" 2>&1) || fail "a root-only directory under a sticky one: $out"
+    KHEADERS_RUNDIR="$d/run" "$KM" --undo >/dev/null
+    rm -rf "$d"
+    left_nothing
+}
+
+# A run directory reached through a link (as /var/run): the mount is known by
+# its resolved path, as mountinfo names it.
+test_zero_config_run_directory_through_a_link() {
+    no_headers_installed
+    local out
+    rm -rf /tmp/khb-var && mkdir -m 0755 /tmp/khb-var /tmp/khb-var/real && ln -s real /tmp/khb-var/run
+    out=$(KHEADERS_RUNDIR=/tmp/khb-var/run/kh "$KM" 2>&1) || fail "through a link: $out"
+    expect_eq "$(readlink "/lib/modules/$REL/build")" "/tmp/khb-var/real/kh/$REL" "build link"
+    KHEADERS_RUNDIR=/tmp/khb-var/run/kh "$KM" --status >/dev/null || fail "--status through the link"
+    out=$(KHEADERS_RUNDIR=/tmp/khb-var/run/kh "$KM" --undo 2>&1) || fail "--undo through the link: $out"
+    expect_eq "$(mounts_at "/tmp/khb-var/real/kh/$REL")" 0 "mounts after --undo"
+    rm -rf /tmp/khb-var
+    left_nothing
+}
+
+# A module it loaded that cannot go yet (the disk is open) is remembered: the
+# next --undo unloads it.
+test_zero_config_undo_remembers_a_module_in_use() {
+    no_headers_installed
+    "$KM" >/dev/null
+    exec 8</dev/kheaders0
+    local out
+    out=$("$KM" --undo 2>&1)
+    exec 8<&-
+    grep -q "kheaders_blk stays loaded (in use)" <<<"$out" || fail "first --undo: $out"
+    module_loaded kheaders_blk || fail "unloaded while open"
+    out=$("$KM" --undo 2>&1)
+    grep -q "unloaded kheaders_blk" <<<"$out" || fail "second --undo: $out"
     left_nothing
 }
 
@@ -336,6 +388,9 @@ kprobe:vfs_read /comm == "khb-reader"/ {
     wait "$pid" || fail "bpftrace failed: $(cat "$log")"
     grep -q '^reader khb-reader pid [0-9]' "$log" || fail "bpftrace did not print the struct's fields: $(cat "$log")"
     echo "  $(grep '^reader' "$log")"
+    # From the device, not from an extraction of its own.
+    ! module_loaded kheaders || fail "bpftrace loaded kheaders.ko"
+    [[ ! -e "/tmp/kheaders-$REL" ]] || fail "bpftrace extracted headers to /tmp/kheaders-$REL"
     "$KM" --undo >/dev/null
 }
 

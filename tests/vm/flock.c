@@ -1,38 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
-// flock(1) as kheaders-mount uses it, "flock [-w SECONDS] FD", for guests
-// whose userland lacks it (Debian's busybox builds have no flock applet).
+// flock(1) as busybox and toybox have it, "flock [-sxun] FD" (no -w), for
+// guests whose userland lacks it (Debian's busybox builds have no flock
+// applet): kheaders-mount must work with exactly this much.
 // The lock stays with the caller's open file FD after we exit.
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
 
-static void on_alarm(int sig) { (void)sig; }
-
 int main(int argc, char **argv)
 {
-	unsigned int wait = 0;
-	int i = 1;
+	int op = LOCK_EX, nb = 0, c;
 
-	if (argc == 4 && !strcmp(argv[1], "-w")) {
-		wait = (unsigned int)strtoul(argv[2], NULL, 10);
-		i = 3;
+	while ((c = getopt(argc, argv, "sxun")) != -1) {
+		switch (c) {
+		case 's': op = LOCK_SH; break;
+		case 'x': op = LOCK_EX; break;
+		case 'u': op = LOCK_UN; break;
+		case 'n': nb = LOCK_NB; break;
+		default:
+			fprintf(stderr, "usage: flock [-sxun] FD\n");
+			return 64;
+		}
 	}
-	if (argc != i + 1) {
-		fprintf(stderr, "usage: flock [-w SECONDS] FD\n");
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: flock [-sxun] FD\n");
 		return 64;
 	}
-	if (wait) {
-		// No SA_RESTART: the alarm interrupts flock(2) with EINTR.
-		struct sigaction sa = { .sa_handler = on_alarm };
-		sigaction(SIGALRM, &sa, NULL);
-		alarm(wait);
-	}
-	if (flock(atoi(argv[i]), LOCK_EX)) {
-		fprintf(stderr, "flock: %s\n", errno == EINTR ? "timed out" : strerror(errno));
+	if (flock(atoi(argv[optind]), op | nb)) {
+		if (errno != EWOULDBLOCK)
+			fprintf(stderr, "flock: %s\n", strerror(errno));
 		return 1;
 	}
 	return 0;
