@@ -8,8 +8,9 @@
 #
 # The headers are those of KERNEL_TREE (a kernel build tree holding upstream's
 # kernel/kheaders_data.tar.xz; default: the x86 test kernel). Images:
-#   includes    ours, squashfs-xz, include-graph layout (what the module embeds)
-#   directory   ours, squashfs-xz, directory order
+#   includes    ours, squashfs-xz, include-graph layout (what the module embeds);
+#               includes-COMPRESSOR: with --compressor COMPRESSOR (zstd, lz4, lz4hc)
+#   directory   ours, squashfs-xz, directory order (directory-COMPRESSOR likewise)
 #   erofs       ours, --format erofs (lz4hc, 32 KiB pclusters, fragments);
 #               erofs-SIZE: with SIZE pclusters (-b SIZE)
 #   mkfs.erofs  Debian's mkfs.erofs -zlz4hc -C65536 -Eztailpacking of the
@@ -54,8 +55,8 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $(id -u) == 0 ]] || die "bench/native.sh needs root (loop devices, mount, drop_caches)"
 # fs_of IMAGE_NAME: the filesystem it is mounted as.
-fs_of() { case "$1" in erofs|erofs-*|mkfs.erofs) echo erofs ;; includes|directory) echo squashfs ;;
-          *) die "--images: unknown image '$1' (includes, directory, erofs[-SIZE], mkfs.erofs)" ;; esac; }
+fs_of() { case "$1" in erofs|erofs-*|mkfs.erofs) echo erofs ;; includes|directory|includes-*|directory-*) echo squashfs ;;
+          *) die "--images: unknown image '$1' (includes[-COMPRESSOR], directory[-COMPRESSOR], erofs[-SIZE], mkfs.erofs)" ;; esac; }
 for i in $images; do
     fs="$(fs_of "$i")"
     grep -qw "$fs" /proc/filesystems || modprobe "$fs" 2>/dev/null || die "this kernel has no $fs (image $i)"
@@ -63,14 +64,7 @@ done
 
 say "setup, kernel, tool"
 scripts/setup.sh
-if [[ -n "$tree" ]]; then
-    [[ -f "$tree/kernel/kheaders_data.tar.xz" ]] || die "--tree $tree: no kernel/kheaders_data.tar.xz (build it with IKHEADERS)"
-    KTREE="$tree"
-else
-    KTREE="$(scripts/build-kernel.sh)"
-fi
-cargo build --release --locked --quiet
-TOOL="$REPO_ROOT/target/release/kheaders-image"
+bench_tree_and_tool "$tree"
 
 rm -rf "$out" && mkdir -p "$out/sets"
 shm="$(mktemp -d /dev/shm/khb-bench.XXXXXX)"
@@ -94,6 +88,7 @@ record size tar.xz 1 "$(stat -c %s "$shm/kheaders.tar.xz")"
 for i in $images; do
     case "$i" in
         includes|directory) "$TOOL" pack -q --layout "$i" "$KTREE" -o "$shm/$i.img" ;;
+        includes-*|directory-*) "$TOOL" pack -q --layout "${i%%-*}" --compressor "${i#*-}" "$KTREE" -o "$shm/$i.img" ;;
         erofs) "$TOOL" pack -q --format erofs "$KTREE" -o "$shm/$i.img" ;;
         erofs-*) "$TOOL" pack -q --format erofs -b "${i#erofs-}" "$KTREE" -o "$shm/$i.img" ;;
         mkfs.erofs)

@@ -47,6 +47,21 @@ die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
 
+# bench_tree_and_tool [TREE]: for the benchmarks, KTREE, the kernel build
+# tree whose headers they use (TREE, holding upstream's
+# kernel/kheaders_data.tar.xz; default the x86 test kernel), and TOOL, the
+# release build of kheaders-image.
+bench_tree_and_tool() {
+    if [[ -n "${1:-}" ]]; then
+        [[ -f "$1/kernel/kheaders_data.tar.xz" ]] || die "--tree $1: no kernel/kheaders_data.tar.xz (build it with IKHEADERS)"
+        KTREE="$1"
+    else
+        KTREE="$("$REPO_ROOT/scripts/build-kernel.sh")"
+    fi
+    cargo build --release --locked --quiet
+    TOOL="$REPO_ROOT/target/release/kheaders-image"
+}
+
 # kernel_source SERIES: for a variant's kernel series (scripts/build-kernel.sh),
 # sets source_pkg, source_tarball, source_version (the package's version,
 # as a path component) and source_path (a directory to put first on PATH
