@@ -19,6 +19,8 @@ pub struct ImageInfo {
     pub compressor: String,
     /// Squashfs: the data block size; EROFS: the filesystem block size.
     pub block_size: u32,
+    /// EROFS: the largest physical cluster (what `pack -b` sets).
+    pub pcluster_size: Option<u32>,
     pub xz_dictionary_size: Option<u32>,
     pub xz_filters: Option<u32>,
     /// Squashfs' flags; EROFS' incompatible features.
@@ -81,6 +83,7 @@ pub fn inspect(file: &[u8]) -> Result<ImageInfo> {
         version: String::new(),
         compressor: String::new(),
         block_size: 0,
+        pcluster_size: None,
         xz_dictionary_size: None,
         xz_filters: None,
         flags: 0,
@@ -111,6 +114,7 @@ pub fn inspect(file: &[u8]) -> Result<ImageInfo> {
             info.version = "erofs".to_string();
             info.compressor = "lz4".to_string();
             info.block_size = 1 << sb.blkszbits;
+            info.pcluster_size = Some(crate::erofs::largest_pcluster(img.squashfs, sb));
             info.flags = sb.feature_incompat.get();
             info.mod_time = sb.build_time.get() as u32;
         }
@@ -129,6 +133,9 @@ impl std::fmt::Display for ImageInfo {
         writeln!(f, "  image file         {}", kib(self.file_bytes))?;
         writeln!(f, "  {:<18} {}", format!("{} bytes", self.format), kib(self.squashfs_bytes))?;
         writeln!(f, "  block size         {} KiB", self.block_size / 1024)?;
+        if let Some(p) = self.pcluster_size {
+            writeln!(f, "  pclusters          up to {} KiB", p / 1024)?;
+        }
         if let Some(d) = self.xz_dictionary_size {
             writeln!(
                 f,

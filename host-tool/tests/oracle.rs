@@ -130,6 +130,7 @@ fn erofs_image_equals_upstream_tarball_and_is_reproducible() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let j = stdout(&run(&["inspect", "--json", path_str(&a)]));
     assert!(j.contains("\"format\": \"erofs\""), "{j}");
+    assert!(j.contains("\"pcluster_size\": 32768"), "{j}");
     assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "EROFS images of one tree differ");
     eprintln!(
         "oracle (erofs): image {} B, upstream tar.xz {} B",

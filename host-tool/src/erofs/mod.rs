@@ -31,7 +31,7 @@ mod records;
 use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Result};
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::compress::Compressor;
 use crate::format::FsFormat;
@@ -339,6 +339,27 @@ pub fn write(
             metadata_bytes: meta.len as u64,
         },
     })
+}
+
+/// The largest physical cluster an EROFS image's LZ4 data may use, in bytes:
+/// its LZ4 configuration's `max_pclusterblks` (`z_erofs_load_lz4_config()`
+/// reads 0, or no configuration, as one block). `image` starts with the
+/// superblock's block.
+pub fn largest_pcluster(image: &[u8], sb: &SuperBlock) -> u32 {
+    let algs = sb.available_compr_algs.get();
+    let blocks = if sb.feature_incompat.get() & FEATURE_INCOMPAT_COMPR_CFGS != 0
+        && algs & (1 << Z_EROFS_COMPRESSION_LZ4) != 0
+    {
+        // The first record is LZ4's: records follow in algorithm order.
+        let at = SUPER_OFFSET + 128 + 2;
+        image
+            .get(at..at + size_of::<Lz4Cfgs>())
+            .and_then(|b| Lz4Cfgs::read_from_bytes(b).ok())
+            .map_or(1, |c| u32::from(c.max_pclusterblks.get()).max(1))
+    } else {
+        1
+    };
+    blocks * BLOCK_SIZE as u32
 }
 
 fn block_addr(block: usize) -> Result<u32> {
@@ -757,6 +778,8 @@ mod tests {
             assert!(pcluster > 65536 || stats.plain_pclusters > 0, "noise is stored ({pcluster})");
             assert_eq!(stats.duplicate_files, 1, "same.h shares text.h's bytes");
             assert_eq!(HeaderTree::from_image_bytes(&image).unwrap(), t, "pcluster {pcluster}");
+            let sb = SuperBlock::read_from_bytes(&image[SUPER_OFFSET..SUPER_OFFSET + 128]).unwrap();
+            assert_eq!(largest_pcluster(&image, &sb), pcluster, "the LZ4 configuration");
             assert_eq!(pack_erofs(&t, pcluster).0, image, "reproducible ({pcluster})");
         }
     }
