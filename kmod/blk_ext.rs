@@ -8,45 +8,37 @@
 //! between the two APIs is behind `cfg(khb_api_7_3)`, which `Kbuild` sets for trees after 6.12
 //! (docs/design.md, "6.12 and 7.3"), so that `driver.rs` is the same for both:
 //!
-//! - [`ServeRead`] + [`Queue`]: the blk-mq `Operations` (7.3 adds `QueueData` and `complete`);
 //! - [`module_with_author!`]: `module!` (7.3 spells the author key `authors: [...]`);
-//! - the module pointer in [`DISK_OPS`] (7.3: a const of `ModuleMetadata`, not a static),
-//!   the lock class ([`lock_class`]; 7.3: pinned, with a public `as_ptr`), the queue's
-//!   `queuedata` ([`queue_data`]) and `bvec_iter`'s `bi_bvec_done` ([`bvec_done`]; 7.3:
-//!   `bi_offset`).
+//! - the module pointer in [`DiskOps`] (7.3: a const of `ModuleMetadata`, not a static),
+//!   the lock class ([`lock_class`]; 7.3: pinned, with a public `as_ptr`) and
+//!   `bvec_iter`'s `bi_bvec_done` ([`bvec_done`]; 7.3: `bi_offset`).
 //!
-//! - [`DiskOps`] + [`ReadOnlyDisk`]: like `GenDiskBuilder` + `GenDisk`, but read-only at
-//!   the block layer, `BLKROSET` to read-write refused, no partition scan, queue limits
-//!   chosen by the driver ([`DiskLimits`]), and `fops.owner` set so that an open or
-//!   mounted disk pins the module (6.12's builder leaves `owner` null: `rmmod` then
-//!   succeeds under a mount and the next access oopses).
-//! - [`tag_set_without_default_scheduler`]: `TagSet::new` plus
-//!   `BLK_MQ_F_NO_SCHED_BY_DEFAULT`, which 6.12's `TagSet::new` cannot set.
-//! - [`RequestView`]: a request's op, position and length, and its data
-//!   segments mapped one page at a time as [`Segment`]s (what C gets from
-//!   `blk_rq_pos()`, `req_op()`, `rq_for_each_segment()` and `memcpy_to_page()`).
+//! The disk is **bio-based**, as `drivers/block/brd.c` is: the kernel's Rust block API has
+//! only blk-mq (`kernel::block::mq`), where a read issued under a plug (squashfs reads file
+//! data inside readahead's) waits for kblockd to run `queue_rq`. A bio-based disk's
+//! `submit_bio` runs in the submitter's context and completes the bio before returning.
 //!
-//! Shaped after the out-of-tree upstream work (`Request::sector()`, segment
-//! iteration) so that the driver can move to it when the kernel grows it.
+//! - [`ReadOnlyDisk`] + [`DiskOps`]: a gendisk from `__blk_alloc_disk()` (what
+//!   `blk_alloc_disk()` expands to), read-only at the block layer, `BLKROSET` to read-write
+//!   refused, no partition scan, queue limits chosen by the driver ([`DiskLimits`]),
+//!   `fops.owner` set so that an open or mounted disk pins the module (6.12's
+//!   `GenDiskBuilder` leaves `owner` null: `rmmod` then succeeds under a mount and the next
+//!   access oopses), and `fops.submit_bio` calling the driver's [`ServeRead`].
+//! - [`BioView`]: a bio's op, position and length, and its data segments mapped one page at
+//!   a time as [`Segment`]s (what C gets from `bio_op()`, `bio_for_each_segment()` and
+//!   `memcpy_to_page()`).
 //!
 //! Kernel functions cited in comments are those of Linux 6.12 and, unless a comment says
 //! otherwise, unchanged in 7.3 in what the comment relies on.
 
 use core::marker::PhantomData;
-use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
 use kernel::bindings;
-use kernel::block::mq::{Operations, Request, TagSet};
 use kernel::error::{code, from_err_ptr, to_result, Error, Result};
-use kernel::ffi::{c_int, c_ulong, c_void};
+use kernel::ffi::{c_int, c_ulong};
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-#[cfg(khb_api_7_3)]
-use kernel::sync::aref::ARef;
-use kernel::sync::Arc;
-#[cfg(not(khb_api_7_3))]
-use kernel::types::ARef;
 use kernel::types::Opaque;
 use kernel::ThisModule;
 
@@ -65,70 +57,28 @@ macro_rules! module_with_author {
 }
 pub(crate) use module_with_author;
 
-/// What a driver of a [`ReadOnlyDisk`] provides: serving one request.
-pub(crate) trait ServeRead: Send + Sync + 'static {
-    /// Fill `rq` (or fail it): `Ok` ends it successfully, an error ends it
-    /// with that error.
-    fn serve(rq: &RequestView<'_>) -> Result;
+/// What a driver of a [`ReadOnlyDisk`] provides: serving one bio, in the
+/// context of whoever submitted it (any task; it must not sleep: the disk
+/// advertises `BLK_FEAT_NOWAIT`).
+pub(crate) trait ServeRead: 'static {
+    /// Fill `bio` (or fail it): `Ok` completes it successfully, an error
+    /// completes it with `BLK_STS_IOERR`.
+    fn serve(bio: &BioView<'_>) -> Result;
 }
 
-/// The blk-mq operations of a disk served by `D`.
-pub(crate) struct Queue<D>(PhantomData<D>);
+// C macros that bindgen does not generate. `helpers.c` asserts each value at
+// build time against the header, so a change fails the build.
+/// `BLK_STS_IOERR`, include/linux/blk_types.h.
+const BLK_STS_IOERR: bindings::blk_status_t = 10;
+/// `BLK_FEAT_IO_STAT`, include/linux/blkdev.h: the queue's `iostats`.
+const BLK_FEAT_IO_STAT: bindings::blk_features_t = 1 << 4;
+/// `BLK_FEAT_NOWAIT`, include/linux/blkdev.h: `REQ_NOWAIT` bios accepted.
+const BLK_FEAT_NOWAIT: bindings::blk_features_t = 1 << 7;
 
-/// `queue_rq` for both APIs: serve the request and end it.
-fn queue_rq<D: ServeRead>(rq: ARef<Request<Queue<D>>>) -> Result {
-    // On error the ARef is dropped unended and the block layer completes
-    // the request with the error.
-    D::serve(&RequestView::new(&rq))?;
-    Request::end_ok(rq).map_err(|_| EIO)
-}
-
-#[cfg(not(khb_api_7_3))]
-#[vtable]
-impl<D: ServeRead> Operations for Queue<D> {
-    fn queue_rq(rq: ARef<Request<Self>>, _is_last: bool) -> Result {
-        queue_rq(rq)
-    }
-
-    fn commit_rqs() {}
-}
-
-/// 7.3's callbacks borrow `QueueData` from the queue's `queuedata`: `()`
-/// here, which [`ReadOnlyDisk::add`] puts there ([`queue_data`]).
-#[cfg(khb_api_7_3)]
-#[vtable]
-impl<D: ServeRead> Operations for Queue<D> {
-    type QueueData = ();
-
-    fn queue_rq((): (), rq: ARef<Request<Self>>, _is_last: bool) -> Result {
-        queue_rq(rq)
-    }
-
-    fn commit_rqs((): ()) {}
-
-    /// Reached only through `Request::complete()`, which this driver never
-    /// calls: requests are ended in `queue_rq`.
-    fn complete(rq: ARef<Request<Self>>) {
-        let _ = Request::end_ok(rq);
-    }
-}
-
-/// The `queuedata` of the disk's queue. 6.12 reads none. 7.3's `Operations`
-/// callbacks pass `T::QueueData::borrow(queuedata)` to the driver, which
-/// requires a pointer from `into_foreign()`: that of `()` (a dangling
-/// pointer, nothing owned, so nothing to take back on drop).
-#[cfg(not(khb_api_7_3))]
-fn queue_data() -> *mut c_void {
-    core::ptr::null_mut()
-}
-#[cfg(khb_api_7_3)]
-fn queue_data() -> *mut c_void {
-    kernel::types::ForeignOwnable::into_foreign(())
-}
-
-/// A lock class key for the disk's queue, `static`, as `__blk_mq_alloc_disk()` wants.
+/// A lock class key for the disk's queue, `static`, as `__blk_alloc_disk()` wants.
 #[cfg(not(khb_api_7_3))]
 fn lock_class() -> *mut bindings::lock_class_key {
+    use core::mem::{align_of, size_of};
     use kernel::sync::LockClassKey;
     // `LockClassKey` is `#[repr(transparent)]` over `Opaque<lock_class_key>`
     // (layout checked here); its accessor is crate-private in 6.12.
@@ -166,114 +116,52 @@ mod c_helpers {
     }
 }
 
-// Layout checks for the pointer casts below: each cast relies on the Rust type
-// being `#[repr(transparent)]` over (an `Opaque` of) the C type, which 6.12
-// and 7.3 document but do not export an accessor for. A change of layout
-// fails the build instead of corrupting memory.
-//
-// `TagSet<T>` and `Request<T>` are generic, so they are checked per `T` by
-// [`Layout`], whose constants are evaluated (at compile time) when the
-// functions that use them are instantiated. (`LockClassKey`: in
-// [`lock_class`].)
-struct Layout<T>(PhantomData<T>);
-
-impl<T: Operations> Layout<T> {
-    /// `TagSet<T>` -> `blk_mq_tag_set`.
-    const TAG_SET: () = assert!(
-        size_of::<TagSet<T>>() == size_of::<bindings::blk_mq_tag_set>()
-            && align_of::<TagSet<T>>() == align_of::<bindings::blk_mq_tag_set>()
-    );
-    /// `Request<T>` -> `request`.
-    const REQUEST: () = assert!(
-        size_of::<Request<T>>() == size_of::<bindings::request>()
-            && align_of::<Request<T>>() == align_of::<bindings::request>()
-    );
-}
-
-/// The C tag set behind `set`. 6.12 and 7.3 keep `TagSet::raw_tag_set()` crate-private.
-fn raw_tag_set<T: Operations>(set: &TagSet<T>) -> *mut bindings::blk_mq_tag_set {
-    let () = Layout::<T>::TAG_SET;
-    // `TagSet<T>` is `#[repr(transparent)]` over `Opaque<blk_mq_tag_set>` (plus
-    // a `PhantomData`), and `Opaque<U>` has the layout of `U`: same address.
-    // The C struct is inside an `UnsafeCell` (`Opaque`), so writing through a
-    // pointer derived from `&TagSet` is allowed where the C rules allow it.
-    (set as *const TagSet<T>).cast_mut().cast()
-}
-
 /// `EBADMSG`, which 6.12's `kernel::error::code` does not list (7.3's does).
 pub(crate) fn ebadmsg() -> Error {
     Error::from_errno(-(bindings::EBADMSG as c_int))
 }
 
-/// [`TagSet::new`], then `BLK_MQ_F_NO_SCHED_BY_DEFAULT` on the tag set: a
-/// queue on it starts with no I/O scheduler ("none").
+/// The `block_device_operations` of a disk served by `D`: `owner` set, so
+/// that an open or mounted disk pins the module; `submit_bio`; BLKROSET to
+/// read-write refused; and `free_disk` (below).
 ///
-/// Without the flag, a queue with one hardware queue gets mq-deadline where
-/// the kernel has it (`elevator_get_default()`, block/elevator.c; 7.3:
-/// `elevator_set_default()`), which for a memory copy only adds locking and
-/// reordering. `TagSet::new` has no flags argument (6.12 sets
-/// `BLK_MQ_F_SHOULD_MERGE`, 7.3, where merging is the default, none), so the
-/// flag is set right after `blk_mq_alloc_tag_set()`; it is read when a disk
-/// is added (`device_add_disk()` -> `elevator_init_mq()` ->
-/// `elevator_get_default()`; 7.3: `device_add_disk()` ->
-/// `blk_register_queue()` -> `elevator_set_default()`) and copied into each
-/// `hctx->flags` when a queue is allocated (`blk_mq_alloc_hctx()`,
-/// block/blk-mq.c), both of which come later. `blk_mq_alloc_tag_set()`
-/// itself reads only other bits (6.12: `BLOCKING`, `TAG_HCTX_SHARED`, the
-/// allocation policy; 7.3: `BLOCKING`). A user can still choose a scheduler
-/// through sysfs.
-pub(crate) fn tag_set_without_default_scheduler<D: ServeRead>(
-    nr_hw_queues: u32,
-    num_tags: u32,
-    num_maps: u32,
-) -> impl PinInit<TagSet<Queue<D>>, Error> {
-    TagSet::new(nr_hw_queues, num_tags, num_maps).pin_chain(|set| {
-        let raw = raw_tag_set(&set);
-        // SAFETY: `pin_chain` runs this after `TagSet::new` initialized the tag
-        // set (`blk_mq_alloc_tag_set()` succeeded), so `raw` points to a valid
-        // `blk_mq_tag_set`. We hold the only reference (`Pin<&mut>`), and no
-        // request queue uses the set yet (a queue is attached only by
-        // `blk_mq_alloc_queue()`, and `blk_mq_alloc_tag_set()` puts the set on
-        // no global list), so nothing in C reads or writes `flags`
-        // concurrently; the write is to one field, not through a reference to
-        // the whole struct.
-        unsafe { (*raw).flags |= bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT };
-        Ok(())
-    })
+/// [`DiskOps::TABLE`] is a constant that the compiler promotes to a
+/// `'static` in the module's read-only data ([`DiskOps::table`], the pattern
+/// of `kernel::miscdevice`'s vtable), so it is module data, as C drivers'
+/// tables are. The gendisk may be released after
+/// `put_disk()` (a racing opener holds the last reference) and
+/// `disk_release()` reads `fops` then: its `free_disk` hook tells
+/// [`ReadOnlyDisk`]'s drop that this has happened, so the module (this
+/// table and the hooks' code) outlives every use.
+struct DiskOps<D>(PhantomData<D>);
+
+/// The module's `ThisModule`: a `static` at the crate root in 6.12, a const
+/// of `ModuleMetadata` in 7.3.
+#[cfg(not(khb_api_7_3))]
+const fn this_module() -> &'static ThisModule {
+    &crate::THIS_MODULE
+}
+#[cfg(khb_api_7_3)]
+const fn this_module() -> &'static ThisModule {
+    &<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE
 }
 
-/// The disk's `block_device_operations`: `owner` set, so that an open or
-/// mounted disk pins the module, and BLKROSET to read-write refused.
-///
-/// A `static` of the module ([`DISK_OPS`]), as C drivers have. The gendisk may be
-/// released after `put_disk()` (a racing opener holds the last reference)
-/// and `disk_release()` reads `fops` then: its `free_disk` hook tells
-/// [`ReadOnlyDisk`]'s drop that this has happened, so the module (this table
-/// and the hook's code) outlives every use.
-#[repr(transparent)]
-struct DiskOps(bindings::block_device_operations);
-
-// SAFETY: Never mutated after construction; the C side only reads it.
-unsafe impl Sync for DiskOps {}
-
-/// The module's disk operations. `module!` gives the module's `ThisModule`
-/// as a `static` at the crate root in 6.12, as a const of
-/// `ModuleMetadata` in 7.3.
-#[cfg(not(khb_api_7_3))]
-static DISK_OPS: DiskOps = DiskOps::new(&crate::THIS_MODULE);
-#[cfg(khb_api_7_3)]
-static DISK_OPS: DiskOps =
-    DiskOps::new(&<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE);
-
-impl DiskOps {
-    const fn new(owner: &ThisModule) -> Self {
+impl<D: ServeRead> DiskOps<D> {
+    const TABLE: bindings::block_device_operations = {
         // SAFETY: All-zero is a valid `block_device_operations` (no
         // callbacks, null pointers).
         let mut ops: bindings::block_device_operations = unsafe { core::mem::zeroed() };
-        ops.owner = owner.as_ptr();
+        ops.owner = this_module().as_ptr();
+        ops.submit_bio = Some(submit_bio::<D>);
         ops.set_read_only = Some(refuse_read_write);
         ops.free_disk = Some(c_helpers::khb_free_disk);
-        DiskOps(ops)
+        ops
+    };
+
+    /// [`Self::TABLE`] as a `'static`: a promoted constant (the compiler
+    /// refuses this function if it cannot promote it).
+    const fn table() -> &'static bindings::block_device_operations {
+        &Self::TABLE
     }
 }
 
@@ -290,17 +178,55 @@ unsafe extern "C" fn refuse_read_write(_bdev: *mut bindings::block_device, ro: b
     }
 }
 
+/// `fops->submit_bio`: serve `bio` with `D` and complete it, in the
+/// submitter's context, as `brd_submit_bio()` does.
+///
+/// # Safety
+///
+/// Called by the block layer only: by `__submit_bio()` (block/blk-core.c),
+/// for a bio to a disk whose `fops` is [`DiskOps::TABLE`], inside
+/// `bio_queue_enter()` .. `blk_queue_exit()`, and only after
+/// `submit_bio_noacct()`'s checks (flushes, discards, zeroing and driver
+/// ops are ended there: the disk has no write cache and no limits for them).
+/// The bio is the driver's until it calls `bio_endio()`.
+unsafe extern "C" fn submit_bio<D: ServeRead>(bio: *mut bindings::bio) {
+    let result = {
+        // SAFETY: By this function's contract `bio` is a valid bio that the
+        // driver owns until `bio_endio()` below, which comes after the view's
+        // last use (it is dropped at the end of this block).
+        let view = unsafe { BioView::new(bio) };
+        let acct = view.start_io_acct();
+        let result = D::serve(&view);
+        view.end_io_acct(acct);
+        result
+    };
+    if result.is_err() {
+        // SAFETY: `bio` is valid and ours (see above). This is what
+        // `bio_io_error()` does in C. The only other writer is a chained
+        // child completing on another CPU (`__bio_chain_endio()`, block/bio.c),
+        // which writes an error only while the field is 0, so either error
+        // is kept; a volatile write is the kernel's `WRITE_ONCE`.
+        unsafe { core::ptr::addr_of_mut!((*bio).bi_status).write_volatile(BLK_STS_IOERR) };
+    }
+    // SAFETY: `bio` is valid and ours; completing it hands it back (it may be
+    // freed at once), so it is not touched after this.
+    unsafe { bindings::bio_endio(bio) };
+}
+
 /// The queue limits [`ReadOnlyDisk::add`] sets; every other limit is the
 /// block layer's default (`blk_validate_limits()`, block/blk-settings.c):
 /// no discard, no write-zeroes, no write cache, non-rotational.
 pub(crate) struct DiskLimits {
     /// Logical and physical block size: a power of two from 512 to `PAGE_SIZE`.
     pub(crate) block_size: u32,
-    /// Largest request, in 512-byte sectors: at least one page and one block.
-    /// The block layer's soft limit (`max_sectors`, what file system I/O is
-    /// split at) is this, capped at `BLK_DEF_MAX_SECTORS_CAP` (1280 KiB).
+    /// Largest I/O, in 512-byte sectors: at least one page and one block.
+    /// The block layer's soft limit (`max_sectors`) is this, capped at
+    /// `BLK_DEF_MAX_SECTORS_CAP` (1280 KiB). A bio-based disk gets bios as
+    /// they were built (nothing splits them for it); the limits are what it
+    /// advertises: to readahead (`io_pages` is `max_sectors`) and to drivers
+    /// stacked on it (device mapper).
     pub(crate) max_hw_sectors: u32,
-    /// Most data segments in one request (at least 1).
+    /// Most data segments in one I/O (at least 1).
     pub(crate) max_segments: u16,
     /// Largest data segment in bytes: at least `PAGE_SIZE`.
     pub(crate) max_segment_size: u32,
@@ -328,47 +254,38 @@ impl DiskLimits {
     }
 }
 
-/// A registered, read-only blk-mq disk. Deleted on drop.
+/// A registered, read-only, bio-based disk served by `D`. Deleted on drop.
 ///
 /// # Invariants
 ///
-/// - `disk` points to a gendisk that `__blk_mq_alloc_disk()` allocated on
-///   `_tagset` and `device_add_disk()` added successfully, and that has not
-///   been deleted (`del_gendisk()`) or put (`put_disk()`): this value owns
-///   the reference `__blk_mq_alloc_disk()` returned.
-/// - `(*disk).fops` points to [`DISK_OPS`], whose `free_disk`
+/// - `disk` points to a gendisk that `__blk_alloc_disk()` allocated and
+///   `device_add_disk()` added successfully, and that has not been deleted
+///   (`del_gendisk()`) or put (`put_disk()`): this value owns the reference
+///   `__blk_alloc_disk()` returned.
+/// - `(*disk).fops` points to `DiskOps::<D>::TABLE`, whose `free_disk`
 ///   completes `(*disk).private_data`, which points to `released`, an
 ///   initialized completion.
-/// - `_tagset` is the tag set the disk's queue was allocated on.
-/// - The queue's `queuedata` is [`queue_data()`]: for 7.3, the `()` that
-///   [`Queue`]'s callbacks borrow (6.12: null, not read).
 pub(crate) struct ReadOnlyDisk<D: ServeRead> {
     disk: NonNull<bindings::gendisk>,
     /// Completed by `disk_release()` (through `free_disk`) after its last
     /// read of `fops`. Boxed: its address is in the gendisk.
     released: KBox<Opaque<bindings::completion>>,
-    /// The queue refers to the tag set until `del_gendisk()` detaches it
-    /// (`blk_mq_exit_queue()`); kept until after that in `drop`.
-    _tagset: Arc<TagSet<Queue<D>>>,
+    _driver: PhantomData<D>,
 }
 
 // SAFETY: The gendisk is owned by this value and only touched in `add` and
 // `drop` (which may run on any thread: the C functions it calls only require
-// process context); the block layer synchronizes everything else.
+// process context); the block layer synchronizes everything else. `D` is
+// never instantiated (its functions are called from `submit_bio`).
 unsafe impl<D: ServeRead> Send for ReadOnlyDisk<D> {}
 // SAFETY: No `&self` method touches the gendisk.
 unsafe impl<D: ServeRead> Sync for ReadOnlyDisk<D> {}
 
 impl<D: ServeRead> ReadOnlyDisk<D> {
-    /// Allocate the disk `name` (at most 31 bytes, no NUL) on `tagset`, of
+    /// Allocate the disk `name` (at most 31 bytes, no NUL) of
     /// `capacity_sectors` 512-byte sectors, with `limits`, and add it to the
     /// system.
-    pub(crate) fn add(
-        name: &str,
-        capacity_sectors: u64,
-        limits: &DiskLimits,
-        tagset: Arc<TagSet<Queue<D>>>,
-    ) -> Result<Self> {
+    pub(crate) fn add(name: &str, capacity_sectors: u64, limits: &DiskLimits) -> Result<Self> {
         let name = name.as_bytes();
         if name.len() > 31 || name.contains(&0) {
             return Err(code::EINVAL);
@@ -384,29 +301,34 @@ impl<D: ServeRead> ReadOnlyDisk<D> {
         lim.max_hw_sectors = limits.max_hw_sectors;
         lim.max_segments = limits.max_segments;
         lim.max_segment_size = limits.max_segment_size;
+        // What `blk_mq_alloc_queue()` sets for a blk-mq disk, and a bio-based
+        // one must ask for: I/O statistics (`/sys/block/*/stat` counts only
+        // what `submit_bio` accounts), and `REQ_NOWAIT` (io_uring, RWF_NOWAIT),
+        // which `submit_bio` honours: it never sleeps.
+        lim.features = BLK_FEAT_IO_STAT | BLK_FEAT_NOWAIT;
 
         let released = KBox::new(Opaque::uninit(), GFP_KERNEL)?;
-        let set = raw_tag_set(&tagset);
-        // SAFETY: `set` points to an initialized, pinned tag set that is kept
-        // alive (in `_tagset`, or in `tagset` until after `put_disk()` on the
-        // error path) for as long as the queue uses it. `lim` is valid for the
-        // call (it is copied, not kept). The lock class key is a `static`.
-        // `queuedata` is only stored (`q->queuedata`), for the callbacks.
+        // SAFETY: `lim` is valid for the call; `blk_alloc_queue()` copies it
+        // (`q->limits = *lim`) after validating it, and keeps no pointer. The
+        // lock class key is a `static`. `NUMA_NO_NODE`: any node.
         let disk = from_err_ptr(unsafe {
-            bindings::__blk_mq_alloc_disk(set, &mut lim, queue_data(), lock_class())
+            bindings::__blk_alloc_disk(&mut lim, bindings::NUMA_NO_NODE, lock_class())
         })?;
         let disk = NonNull::new(disk).ok_or(code::ENOMEM)?;
         let d = disk.as_ptr();
 
         // SAFETY: `d` is a valid gendisk that is not yet visible to anyone
         // else (not added), so plain writes to its fields are fine.
-        // `DISK_OPS` is `'static`. `released` is valid, writable memory for a
+        // `DiskOps::<D>::table()` is `'static`. `fops` must be set
+        // before `device_add_disk()`, which marks the disk bio-based
+        // (`BD_HAS_SUBMIT_BIO`) when `fops->submit_bio` is set (7.3 fails
+        // without it). `released` is valid, writable memory for a
         // completion, boxed (it does not move) and kept with the disk until
         // after its release. The name is at most 31 bytes, and `disk_name`
         // (32 bytes) is zeroed by `__alloc_disk_node()` (`kzalloc_node()`), so
         // it stays NUL-terminated.
         unsafe {
-            (*d).fops = &DISK_OPS.0;
+            (*d).fops = DiskOps::<D>::table();
             c_helpers::khb_disk_release_init(d, released.get());
             (*d).flags |= bindings::GENHD_FL_NO_PART as c_int;
             for (dst, &src) in (*d).disk_name.iter_mut().zip(name) {
@@ -421,24 +343,22 @@ impl<D: ServeRead> ReadOnlyDisk<D> {
             bindings::device_add_disk(core::ptr::null_mut(), d, core::ptr::null_mut())
         }) {
             // SAFETY: Not added (`GD_ADDED` unset). Ours is the last
-            // reference: on 6.12 nothing can take one before
-            // `add_disk_final()`, which makes the disk openable (`bdev_add()`)
-            // and announces it, and every failure of `device_add_disk()`
-            // comes before it. So `put_disk()` releases it here, and
-            // `disk_release()` tears the queue down with
-            // `blk_mq_exit_queue()`, which uses the tag set: `tagset` is still
-            // held here and dropped only on return. `free_disk` is not called
-            // for a disk never added, so nothing waits for `released`.
+            // reference: nothing can take one before `add_disk_final()`, which
+            // makes the disk openable (`bdev_add()`) and announces it, and
+            // every failure of `device_add_disk()` comes before it. So
+            // `put_disk()` releases it here; `disk_release()` frees the queue
+            // (`blk_put_queue()`) and, the disk never having been added, does
+            // not call `free_disk`, so nothing waits for `released`.
             unsafe { bindings::put_disk(d) };
             return Err(e);
         }
-        // INVARIANT: allocated on `tagset`, added, neither deleted nor put;
-        // `fops` is `DISK_OPS`; `private_data` is `released`, initialized by
-        // `khb_disk_release_init()`; `queuedata` is `queue_data()`.
+        // INVARIANT: allocated, added, neither deleted nor put; `fops` is
+        // `DiskOps::<D>::TABLE`; `private_data` is `released`, initialized by
+        // `khb_disk_release_init()`.
         Ok(ReadOnlyDisk {
             disk,
             released,
-            _tagset: tagset,
+            _driver: PhantomData,
         })
     }
 }
@@ -450,13 +370,11 @@ impl<D: ServeRead> Drop for ReadOnlyDisk<D> {
         // `del_gendisk()` requires process context (it sleeps), which `drop`
         // of a module's data has; it does not require the disk to be closed:
         // it unhashes the block device so that new opens fail, marks the disk
-        // dead, drains and freezes the queue so that in-flight requests finish
-        // (they only copy from `'static` data) and new ones fail, and, since
-        // the disk owns its queue (`GD_OWNS_QUEUE`, set by
-        // `__blk_mq_alloc_disk()`), detaches the queue from the tag set
-        // (`blk_mq_exit_queue()`). Only then is `_tagset` dropped (after this
-        // body), as `disk_release()` (block/genhd.c) expects: "the tagset can
-        // be gone by the time the disk is released once it was added".
+        // dead and freezes the queue, waiting until every `submit_bio` call
+        // has returned (`__submit_bio()` holds a queue reference around it;
+        // they only copy from `'static` data), and leaves it frozen, the disk
+        // owning its queue (`GD_OWNS_QUEUE`), so that new bios fail in
+        // `bio_queue_enter()` without reaching the driver.
         // `put_disk()` drops our reference; whoever drops the last one
         // (we, or an opener that failed on the dead disk) runs
         // `disk_release()`, which reads `fops` and then, the disk having been
@@ -475,85 +393,126 @@ impl<D: ServeRead> Drop for ReadOnlyDisk<D> {
     }
 }
 
-/// What a request asks for.
+/// What a bio asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Read,
-    /// Anything else (write, flush, discard, ...), with `REQ_OP_*`.
+    /// Anything else (a write, from a kernel user such as device mapper:
+    /// `bio_check_ro()` only warns), with `REQ_OP_*`.
     Other(u32),
 }
 
-/// A view of a request the driver owns, for reading its fields and filling
-/// its data buffers.
+/// I/O accounting started for a bio ([`BioView::start_io_acct`]): the start
+/// time, or `None` with the queue's `iostats` off.
+struct IoAcct(Option<c_ulong>);
+
+/// A view of a bio the driver owns, in `submit_bio`, for reading its fields
+/// and filling its data buffers.
 ///
-/// It borrows a `&Request<T>`, which is fine: `Request<T>` wraps
-/// `Opaque<request>`, an `UnsafeCell`, so that reference promises nothing
-/// about the C fields. What must not exist is a `&bindings::request`: a
-/// shared reference to the plain C struct would promise that no field changes
-/// while it lives, and the block layer does change fields of a request the
-/// driver owns from other threads (the `ref` count; the timeout worker sets
-/// `rq_flags |= RQF_TIMED_OUT` and re-arms `deadline`,
-/// `blk_mq_rq_timed_out()` in block/blk-mq.c). So fields are read one at a
-/// time through the raw pointer.
+/// Fields are read one at a time through the raw pointer, and no
+/// `&bindings::bio` is made: a shared reference to the C struct would
+/// promise that no field changes while it lives, and other CPUs may write
+/// fields of a bio the driver owns (`__bi_remaining`, and `bi_status` of a
+/// chained parent, when a child completes).
 ///
 /// # Invariants
 ///
-/// For `'a`, `rq` points to a valid `struct request` that the driver owns:
-/// dispatched to `queue_rq` and not yet ended. It comes from the
-/// `&'a Request<T>` of the `ARef<Request<T>>` that `queue_rq` got (views are
-/// made only there, in [`queue_rq`]; neither 6.12 nor 7.3 has another way
-/// to an `ARef` of a dispatched request, such as a `tag_to_rq`); the request
-/// is ended either by
-/// `Request::end_ok`, which consumes that `ARef`, or by the block layer
-/// after `queue_rq` returned an error, when the `ARef` has been dropped.
-/// While the driver owns it, the block layer does not change `cmd_flags`,
-/// `__sector`, `__data_len` or `bio`, nor the bios' iterators and vectors
-/// (they change in `blk_update_request()`, when the driver ends it).
-pub(crate) struct RequestView<'a> {
-    rq: *const bindings::request,
+/// For `'a`, `bio` points to a valid bio handed to `fops->submit_bio` and
+/// not yet completed with `bio_endio()`, in the call of [`submit_bio`] that
+/// made the view. While the driver owns it, nothing changes `bi_opf`,
+/// `bi_bdev`, `bi_iter`, `bi_io_vec` or its vector (the block layer is done
+/// with them once it calls the driver, and they change again only in
+/// `bio_endio()`'s callbacks).
+pub(crate) struct BioView<'a> {
+    bio: *const bindings::bio,
     _borrow: PhantomData<&'a ()>,
 }
 
-impl<'a> RequestView<'a> {
-    fn new<T: Operations>(rq: &'a Request<T>) -> Self {
-        let () = Layout::<T>::REQUEST;
-        // INVARIANT: `Request<T>` is `#[repr(transparent)]` over
-        // `Opaque<request>` (layout checked in `Layout`), so the cast gives
-        // the C request; `rq` lives for `'a` and the driver owns the request
-        // while a `&Request<T>` exists (see the type's invariants).
-        let rq = (rq as *const Request<T>).cast::<bindings::request>();
-        RequestView {
-            rq,
+impl<'a> BioView<'a> {
+    /// # Safety
+    ///
+    /// `bio` is a bio that `fops->submit_bio` got, and `bio_endio()` is not
+    /// called on it during `'a`.
+    unsafe fn new(bio: *const bindings::bio) -> Self {
+        // INVARIANT: By the safety requirements.
+        BioView {
+            bio,
             _borrow: PhantomData,
         }
     }
 
-    /// `req_op(rq)`.
+    /// `bio_op(bio)`.
     pub(crate) fn op(&self) -> Op {
-        // SAFETY: By the type invariants `rq` is valid for `'a` and
-        // `cmd_flags` does not change meanwhile; one field is read, no
+        // SAFETY: By the type invariants `bio` is valid for `'a` and
+        // `bi_opf` does not change meanwhile; one field is read, no
         // reference to the struct is made.
-        let flags = unsafe { core::ptr::addr_of!((*self.rq).cmd_flags).read() };
-        match flags & ((1 << bindings::REQ_OP_BITS) - 1) {
+        let opf = unsafe { core::ptr::addr_of!((*self.bio).bi_opf).read() };
+        match opf & ((1 << bindings::REQ_OP_BITS) - 1) {
             bindings::req_op_REQ_OP_READ => Op::Read,
             other => Op::Other(other),
         }
     }
 
-    /// `blk_rq_pos(rq)`: first 512-byte sector.
+    /// `bio->bi_iter`, a copy.
+    fn iter(&self) -> bindings::bvec_iter {
+        // SAFETY: As in `op()`, for `bi_iter`.
+        unsafe { core::ptr::addr_of!((*self.bio).bi_iter).read() }
+    }
+
+    /// `bio->bi_iter.bi_sector`: first 512-byte sector (of the disk: it has
+    /// no partitions).
     pub(crate) fn sector(&self) -> u64 {
-        // SAFETY: As in `op()`, for `__sector`.
-        unsafe { core::ptr::addr_of!((*self.rq).__sector).read() }
+        self.iter().bi_sector
     }
 
-    /// `blk_rq_bytes(rq)`.
+    /// `bio->bi_iter.bi_size`: length in bytes.
     pub(crate) fn bytes(&self) -> u32 {
-        // SAFETY: As in `op()`, for `__data_len`.
-        unsafe { core::ptr::addr_of!((*self.rq).__data_len).read() }
+        self.iter().bi_size
     }
 
-    /// Call `f` on each data segment of a read request in order, split so
-    /// that none crosses a page (like `rq_for_each_segment()`). Returns the
+    /// `bio_start_io_acct(bio)` where the queue's `iostats` is on (as
+    /// `blk_queue_io_stat()` is checked by pmem and device mapper).
+    fn start_io_acct(&self) -> IoAcct {
+        // SAFETY: By the type invariants `bio` is valid and `bi_bdev`
+        // (this disk's whole-disk `block_device`, whose `bd_disk` is the
+        // gendisk, whose `queue` lives until `disk_release()`) does not change.
+        // `limits` of the queue change only while it is frozen
+        // (`queue_limits_commit_update_frozen()`, the sysfs path; nothing else
+        // commits limits of this queue after `__blk_alloc_disk()`), which
+        // waits for the queue reference `__submit_bio()` holds around our
+        // call. One field is read, no reference to a struct is made.
+        let io_stat = unsafe {
+            let q = (*(*(*self.bio).bi_bdev).bd_disk).queue;
+            core::ptr::addr_of!((*q).limits.features).read() & BLK_FEAT_IO_STAT != 0
+        };
+        if !io_stat {
+            return IoAcct(None);
+        }
+        // SAFETY: `bio` is valid (type invariants); `bio_start_io_acct()`
+        // reads `bi_bdev` and `bi_opf` and updates the disk's per-CPU stats.
+        let start = unsafe { bindings::bio_start_io_acct(self.bio.cast_mut()) };
+        IoAcct(Some(start))
+    }
+
+    /// `bio_end_io_acct(bio, start)` (a static inline) for [`start_io_acct`]:
+    /// counts the I/O, its sectors (`bi_iter.bi_size`, which the driver does
+    /// not advance) and time.
+    ///
+    /// [`start_io_acct`]: BioView::start_io_acct
+    fn end_io_acct(&self, acct: IoAcct) {
+        if let IoAcct(Some(start)) = acct {
+            // SAFETY: `bio` is valid (type invariants) and accounting was
+            // started on it; `bio_end_io_acct()` is this call with the bio's
+            // own `bi_bdev`, the one `bio_start_io_acct()` counted it on.
+            unsafe {
+                let bdev = core::ptr::addr_of!((*self.bio).bi_bdev).read();
+                bindings::bio_end_io_acct_remapped(self.bio.cast_mut(), start, bdev)
+            }
+        }
+    }
+
+    /// Call `f` on each data segment of a read bio in order, split so that
+    /// none crosses a page (like `bio_for_each_segment()`). Returns the
     /// number of bytes visited; stops at the first error from `f`. Fails with
     /// EIO for any other op (their buffers are data to write out, not to be
     /// overwritten) and on a vector that breaks the block layer's own rules.
@@ -566,96 +525,90 @@ impl<'a> RequestView<'a> {
         }
         let page_size = PAGE_SIZE as u32;
         let mut total = 0u64;
-        // SAFETY: As in `op()`, for `bio` (the request's bio chain is fixed
-        // while the driver owns it).
-        let mut bio = unsafe { core::ptr::addr_of!((*self.rq).bio).read() };
-        while !bio.is_null() {
-            // SAFETY: `bio` is `rq->bio` or a `bi_next` of the chain; by the
-            // type invariants these bios, their iterators and vectors stay
-            // valid and unchanged while the driver owns the request. Fields
-            // are copied out, no reference to the bio is made.
-            let (mut iter, vecs, next) =
-                unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
-            let mut done = bvec_done(&iter);
-            while iter.bi_size > 0 {
-                // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid
-                // `bio_vec` of this bio's vector (the invariant
-                // `bio_for_each_segment()` relies on too).
-                let bv = unsafe { vecs.add(iter.bi_idx as usize).read() };
-                let left_in_bvec = bv.bv_len.checked_sub(done).ok_or(EIO)?;
-                // Offset from the start of `bv_page`; a multi-page bvec goes
-                // past the first page.
-                let offset = bv.bv_offset.checked_add(done).ok_or(EIO)?;
-                let in_page = offset % page_size;
-                let len = left_in_bvec.min(iter.bi_size).min(page_size - in_page);
-                if len == 0 {
-                    return Err(EIO);
-                }
-                // Which page: a bio_vec is one physically contiguous range, so
-                // its n-th page is `nth_page(bv_page, n)`. 6.12's own segment
-                // walk (`rq_for_each_segment()` -> `bvec_iter_page()`,
-                // include/linux/bvec.h) computes `bv_page + n` instead, relying
-                // on the rule stated at `struct bio_vec` that the two are equal
-                // for every page a bvec covers. The block layer keeps that rule
-                // where it builds multi-page bvecs: `bvec_try_merge_page()`
-                // (block/bio.c) merges a page into a bvec only if it is
-                // physically contiguous *and* `bv_page + bv_end / PAGE_SIZE ==
-                // page + off / PAGE_SIZE`, and for direct I/O
-                // `get_contig_folio_len()` (block/bio.c; 7.3: lib/iov_iter.c)
-                // joins only pages with `pages[j] == pages[j - 1] + 1`. A bvec
-                // added in one piece (`bio_add_folio()` -> `folio_page()`,
-                // which is `nth_page()`; 7.3: `+ n`)
-                // lies within one folio, whose struct pages are one array
-                // unless the folio is larger than a memory section (a gigantic
-                // hugetlb page) on SPARSEMEM without VMEMMAP: the case where
-                // `bv_page + n` would be wrong and `nth_page()` is not. So we
-                // call `nth_page()` (through `helpers.c`, it is a macro): equal
-                // to `bv_page + n` wherever the C walk is right, and right in
-                // that case too; on SPARSEMEM_VMEMMAP and FLATMEM it is that
-                // addition. 7.3 has no `nth_page()` (gone in 6.18) and states
-                // the rule outright at `struct bio_vec` ("All pages within a
-                // bio_vec starting from @bv_page are contiguous and can simply
-                // be iterated"); `khb_nth_page()` is `bv_page + n` there.
-                // SAFETY: `bv_page` is a valid page and `offset / PAGE_SIZE`
-                // pages after it are within the bvec (`offset < bv_offset +
-                // bv_len`), physically contiguous with it: `khb_nth_page()` only
-                // computes, it dereferences nothing.
-                let page =
-                    unsafe { c_helpers::khb_nth_page(bv.bv_page, (offset / page_size) as c_ulong) };
-                // SAFETY: `page` is a valid page of the request's buffer.
-                let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-                // SAFETY: `in_page < PAGE_SIZE`: the result stays within the
-                // mapped page.
-                let ptr = unsafe { addr.add(in_page as usize) };
-                // INVARIANT: `[ptr, ptr + len)` is within the page just mapped
-                // (`len <= PAGE_SIZE - in_page`), which is part of the data
-                // buffer of a read request (checked above); it stays mapped
-                // until `kunmap_local` below, after the segment is gone.
-                let seg = Segment {
-                    ptr,
-                    len: len as usize,
-                    _page: PhantomData,
-                };
-                let r = f(&seg);
-                // SAFETY: `page` is a valid page; after the CPU wrote to it
-                // through a kernel mapping, before unmapping, as
-                // `memcpy_to_page()` does (include/linux/highmem.h). A no-op
-                // on x86.
-                unsafe { c_helpers::khb_flush_dcache_page(page) };
-                // SAFETY: `addr` came from `kmap_local_page()` just above, no
-                // other local mapping was made since (they nest), and the
-                // segment that pointed into it is gone.
-                unsafe { bindings::kunmap_local(addr.cast()) };
-                r?;
-                total += u64::from(len);
-                iter.bi_size -= len;
-                done += len;
-                if done == bv.bv_len {
-                    iter.bi_idx += 1;
-                    done = 0;
-                }
+        // A copy: the bio's own iterator stays as it is, for the accounting
+        // (`bio_sectors()`) and for the submitter.
+        let mut iter = self.iter();
+        // SAFETY: As in `op()`, for `bi_io_vec`.
+        let vecs = unsafe { core::ptr::addr_of!((*self.bio).bi_io_vec).read() };
+        let mut done = bvec_done(&iter);
+        while iter.bi_size > 0 {
+            // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid
+            // `bio_vec` of this bio's vector (the invariant
+            // `bio_for_each_segment()` relies on too), which does not change
+            // while the driver owns the bio (type invariants).
+            let bv = unsafe { vecs.add(iter.bi_idx as usize).read() };
+            let left_in_bvec = bv.bv_len.checked_sub(done).ok_or(EIO)?;
+            // Offset from the start of `bv_page`; a multi-page bvec goes
+            // past the first page.
+            let offset = bv.bv_offset.checked_add(done).ok_or(EIO)?;
+            let in_page = offset % page_size;
+            let len = left_in_bvec.min(iter.bi_size).min(page_size - in_page);
+            if len == 0 {
+                return Err(EIO);
             }
-            bio = next;
+            // Which page: a bio_vec is one physically contiguous range, so
+            // its n-th page is `nth_page(bv_page, n)`. 6.12's own segment
+            // walk (`bio_for_each_segment()` -> `bvec_iter_page()`,
+            // include/linux/bvec.h) computes `bv_page + n` instead, relying
+            // on the rule stated at `struct bio_vec` that the two are equal
+            // for every page a bvec covers. The block layer keeps that rule
+            // where it builds multi-page bvecs: `bvec_try_merge_page()`
+            // (block/bio.c) merges a page into a bvec only if it is
+            // physically contiguous *and* `bv_page + bv_end / PAGE_SIZE ==
+            // page + off / PAGE_SIZE`, and for direct I/O
+            // `get_contig_folio_len()` (block/bio.c; 7.3: lib/iov_iter.c)
+            // joins only pages with `pages[j] == pages[j - 1] + 1`. A bvec
+            // added in one piece (`bio_add_folio()` -> `folio_page()`,
+            // which is `nth_page()`; 7.3: `+ n`)
+            // lies within one folio, whose struct pages are one array
+            // unless the folio is larger than a memory section (a gigantic
+            // hugetlb page) on SPARSEMEM without VMEMMAP: the case where
+            // `bv_page + n` would be wrong and `nth_page()` is not. So we
+            // call `nth_page()` (through `helpers.c`, it is a macro): equal
+            // to `bv_page + n` wherever the C walk is right, and right in
+            // that case too; on SPARSEMEM_VMEMMAP and FLATMEM it is that
+            // addition. 7.3 has no `nth_page()` (gone in 6.18) and states
+            // the rule outright at `struct bio_vec` ("All pages within a
+            // bio_vec starting from @bv_page are contiguous and can simply
+            // be iterated"); `khb_nth_page()` is `bv_page + n` there.
+            // SAFETY: `bv_page` is a valid page and `offset / PAGE_SIZE`
+            // pages after it are within the bvec (`offset < bv_offset +
+            // bv_len`), physically contiguous with it: `khb_nth_page()` only
+            // computes, it dereferences nothing.
+            let page =
+                unsafe { c_helpers::khb_nth_page(bv.bv_page, (offset / page_size) as c_ulong) };
+            // SAFETY: `page` is a valid page of the bio's buffer.
+            let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
+            // SAFETY: `in_page < PAGE_SIZE`: the result stays within the
+            // mapped page.
+            let ptr = unsafe { addr.add(in_page as usize) };
+            // INVARIANT: `[ptr, ptr + len)` is within the page just mapped
+            // (`len <= PAGE_SIZE - in_page`), which is part of the data
+            // buffer of a read bio (checked above); it stays mapped until
+            // `kunmap_local` below, after the segment is gone.
+            let seg = Segment {
+                ptr,
+                len: len as usize,
+                _page: PhantomData,
+            };
+            let r = f(&seg);
+            // SAFETY: `page` is a valid page; after the CPU wrote to it
+            // through a kernel mapping, before unmapping, as
+            // `memcpy_to_page()` does (include/linux/highmem.h). A no-op
+            // on x86.
+            unsafe { c_helpers::khb_flush_dcache_page(page) };
+            // SAFETY: `addr` came from `kmap_local_page()` just above, no
+            // other local mapping was made since (they nest), and the
+            // segment that pointed into it is gone.
+            unsafe { bindings::kunmap_local(addr.cast()) };
+            r?;
+            total += u64::from(len);
+            iter.bi_size -= len;
+            done += len;
+            if done == bv.bv_len {
+                iter.bi_idx += 1;
+                done = 0;
+            }
         }
         Ok(total)
     }
@@ -672,16 +625,16 @@ fn bvec_done(iter: &bindings::bvec_iter) -> u32 {
     iter.bi_offset
 }
 
-/// One mapped piece of a read request's buffer, within one page.
+/// One mapped piece of a read bio's buffer, within one page.
 ///
 /// Only written through raw copies: the memory may be a user buffer
 /// (`O_DIRECT`) that other threads touch meanwhile, or appear in two
-/// segments of one request, so no `&mut [u8]` to it may exist.
+/// segments of one bio, so no `&mut [u8]` to it may exist.
 ///
 /// # Invariants
 ///
 /// For `'a`, `[ptr, ptr + len)` is mapped, writable kernel memory within one
-/// page of the data buffer of a read request the driver owns. No Rust
+/// page of the data buffer of a read bio the driver owns. No Rust
 /// reference to that memory exists.
 pub(crate) struct Segment<'a> {
     ptr: *mut u8,
@@ -700,7 +653,7 @@ impl Segment<'_> {
         let n = src.len().min(self.len);
         // SAFETY: By the type invariants `[ptr, ptr + len)` is mapped and
         // writable, and no reference to it exists; `n <= len`, so both writes
-        // stay in it. `src` is Rust memory (the image), not the request's
+        // stay in it. `src` is Rust memory (the image), not the bio's
         // buffer, so the ranges do not overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr, n);

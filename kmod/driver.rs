@@ -19,9 +19,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::Arc;
 
-use blk_ext::{DiskLimits, Op, ReadOnlyDisk, RequestView, ServeRead};
+use blk_ext::{BioView, DiskLimits, Op, ReadOnlyDisk, ServeRead};
 use image::{ImageError, IMAGE};
 
 blk_ext::module_with_author! {
@@ -51,14 +50,17 @@ const LOGICAL_BLOCK_SIZE: u32 = PAGE_SIZE as u32;
 /// longer.
 const SQUASHFS_MAX_BLOCK: u32 = 1 << 20;
 
-/// Queue limits: a compressed block is read as one request. Squashfs reads a
-/// block with one bio of the device blocks it touches (`squashfs_bio_read()`,
-/// fs/squashfs/block.c): at most the block plus one device block (a page) of
-/// misalignment, in single-page segments. The block layer's defaults for a
-/// zeroed `queue_limits` (255 sectors, 128 segments of at most 64 KiB) would
-/// split a 1 MiB block into nine requests on 4 KiB pages (17 on 64 KiB
-/// pages, where 255 sectors round down to one 64 KiB block). A memory copy
-/// has no segment limits of its own.
+/// Queue limits: a compressed block in one I/O. Squashfs reads a block with
+/// one bio of the device blocks it touches (`squashfs_bio_read()`,
+/// fs/squashfs/block.c): at most the block plus one device block (a page)
+/// of misalignment, in single-page segments. The disk is bio-based, so that
+/// bio reaches the driver whole whatever the limits (blk-mq splits to them,
+/// `bio_split_to_limits()`; nothing does for a bio-based disk). The limits
+/// are still what the device advertises, to readahead (which sizes large
+/// reads by `max_sectors`) and to drivers stacked on it, which inherit them
+/// (`blk_stack_limits()`): so they say what it takes, rather than the
+/// defaults for a zeroed `queue_limits` (255 sectors, 128 segments of at
+/// most 64 KiB). A memory copy has no segment limits of its own.
 fn disk_limits() -> DiskLimits {
     DiskLimits {
         block_size: LOGICAL_BLOCK_SIZE,
@@ -78,17 +80,7 @@ fn capacity_bytes() -> u64 {
 }
 
 fn setup_disk() -> Result<ReadOnlyDisk<ImageDisk>> {
-    // One hardware queue, 64 tags, no I/O scheduler by default.
-    let tagset = Arc::pin_init(
-        blk_ext::tag_set_without_default_scheduler(1, 64, 1),
-        GFP_KERNEL,
-    )?;
-    ReadOnlyDisk::add(
-        DISK_NAME,
-        capacity_bytes() / SECTOR_SIZE,
-        &disk_limits(),
-        tagset,
-    )
+    ReadOnlyDisk::add(DISK_NAME, capacity_bytes() / SECTOR_SIZE, &disk_limits())
 }
 
 struct KheadersBlk {
@@ -185,14 +177,14 @@ struct ImageDisk;
 static REFUSED_WRITE: AtomicBool = AtomicBool::new(false);
 
 impl ServeRead for ImageDisk {
-    fn serve(rq: &RequestView<'_>) -> Result {
-        serve(rq)
+    fn serve(bio: &BioView<'_>) -> Result {
+        serve(bio)
     }
 }
 
-/// Fill a read request from the image; refuse everything else.
-fn serve(rq: &RequestView<'_>) -> Result {
-    if let Op::Other(op) = rq.op() {
+/// Fill a read from the image; refuse everything else.
+fn serve(bio: &BioView<'_>) -> Result {
+    if let Op::Other(op) = bio.op() {
         if !REFUSED_WRITE.swap(true, Ordering::Relaxed) {
             pr_warn!(
                 "/dev/{} is read-only: failing request op {} (logged once)\n",
@@ -202,8 +194,8 @@ fn serve(rq: &RequestView<'_>) -> Result {
         }
         return Err(EIO);
     }
-    let start = rq.sector().checked_mul(SECTOR_SIZE).ok_or(EIO)?;
-    let len = u64::from(rq.bytes());
+    let start = bio.sector().checked_mul(SECTOR_SIZE).ok_or(EIO)?;
+    let len = u64::from(bio.bytes());
     if start
         .checked_add(len)
         .map_or(true, |end| end > capacity_bytes())
@@ -212,7 +204,7 @@ fn serve(rq: &RequestView<'_>) -> Result {
     }
     // `start` < capacity, which fits in usize (the image is in memory).
     let mut pos = start as usize;
-    let copied = rq.for_each_segment(|seg| {
+    let copied = bio.for_each_segment(|seg| {
         // Past the end of the image (the round-up to a block) reads zeros.
         seg.fill_from(IMAGE.get(pos..).unwrap_or(&[]));
         pos += seg.len();

@@ -11,6 +11,9 @@
  * - init_completion(): a static inline; and the disk's free_disk hook,
  *   which completes it.
  *
+ * It also checks, at build time, the values blk_ext.rs gives the C macros
+ * it uses (bindgen generates none of them).
+ *
  * The Rust declarations are in blk_ext.rs, the only Rust file that touches
  * bindings; keep the two in step. Not exported: they are linked into this
  * module only.
@@ -20,6 +23,11 @@
 #include <linux/completion.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+
+/* blk_ext.rs: BLK_STS_IOERR, BLK_FEAT_IO_STAT, BLK_FEAT_NOWAIT. */
+static_assert(BLK_STS_IOERR == (__force blk_status_t)10);
+static_assert(BLK_FEAT_IO_STAT == (__force blk_features_t)(1u << 4));
+static_assert(BLK_FEAT_NOWAIT == (__force blk_features_t)(1u << 7));
 
 void khb_flush_dcache_page(struct page *page);
 struct page *khb_nth_page(struct page *page, unsigned long n);

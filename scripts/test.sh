@@ -265,6 +265,19 @@ echo '#define UTS_RELEASE "9.9.9-other"' >"$other/include/generated/utsrelease.h
 echo '#define ASM 1' >"$other/arch/x86/include/asm/x.h"
 "$TOOL" pack -q "$other" -o "$art/other-release.img" || step_failed "packing $other failed"
 
+# 1 MiB blocks and a file that fills one, for the largest squashfs read
+# (module/test_largest_squashfs_read_is_one_request). Random bytes without
+# '/' and '*', which the comment stripping would act on.
+big="$art/big-block-tree"
+mkdir -p "$big/include/linux" "$big/include/generated" "$big/arch/x86/include/asm"
+touch "$big/Kbuild"
+echo '#define KCONFIG 1' >"$big/include/linux/kconfig.h"
+echo '#define UTS_RELEASE "9.9.9-big-block"' >"$big/include/generated/utsrelease.h"
+echo '#define ASM 1' >"$big/arch/x86/include/asm/x.h"
+head -c 1100000 /dev/urandom | tr -d '/*' >"$big/include/random-1M.h"
+truncate -s 1048576 "$big/include/random-1M.h"   # from about 1091000 bytes
+"$TOOL" pack -q -b 1M "$big" -o "$art/big-block.img" || step_failed "packing $big failed"
+
 # --- Per kernel: what the suites need, then one boot ----------------------
 # modules_for KERNEL_TREE DIR SUITES: kheaders_blk as kmod/Kbuild builds it
 # (the image packed from that tree) and the sample module, in DIR; for the
@@ -306,6 +319,7 @@ modules_for() {
     mksquashfs "$d/plain/t" "$d/no-trailer.img" -comp xz -noappend -quiet -no-progress >/dev/null
     v no-trailer "$d/no-trailer.img"
     v other-release "$art/other-release.img"
+    v big-block "$art/big-block.img"
     # An image in a compression this kernel's squashfs lacks (lz4).
     mksquashfs "$d/plain/t" "$d/lz4.sqfs" -comp lz4 -noappend -quiet -no-progress >/dev/null
     "$TOOL" seal "$d/lz4.sqfs" -o "$d/lz4.img" --release "$(cat "$kt/include/config/kernel.release")" 2>/dev/null ||

@@ -97,9 +97,10 @@ count_kinds() {
 FAULT_OFFSET="${KHB_FAULT_OFFSET:-$(( $(date +%s) / 86400 ))}"
 first_point() { echo $((1 + FAULT_OFFSET % $1)); }   # STRIDE
 
-# The module's init makes about 430 allocations (block core, sysfs, ...):
-# every KHB_LOAD_FAULT_STRIDE-th (default 16, about 27 points in the test
-# command's budget) is tried, and at least 400/stride must be.
+# The module's init makes about 260 allocations (block core, sysfs, ...;
+# about 430 with the blk-mq tag set before issue 22): every
+# KHB_LOAD_FAULT_STRIDE-th (default 16, about 16 points in the test
+# command's budget) is tried, and at least 240/stride must be.
 LOAD_FAULT_STRIDE="${KHB_LOAD_FAULT_STRIDE:-16}"
 
 test_failed_loads_end_cleanly() {
@@ -147,7 +148,7 @@ test_failed_loads_end_cleanly() {
     done
     fault_reset
     echo "  init: tried $points of its $((n - LOAD_FAULT_STRIDE))-$((n - 1)) failure points (every ${LOAD_FAULT_STRIDE}th from $first, KHB_FAULT_OFFSET=$FAULT_OFFSET; $slab failslab, $page fail_page_alloc logged): $((points - absorbed)) failed the load (errno:$errnos), $absorbed absorbed by the kernel"
-    [[ $points -ge $((400 / LOAD_FAULT_STRIDE)) ]] || fail "only $points failure points reached (stride $LOAD_FAULT_STRIDE)"
+    [[ $points -ge $((240 / LOAD_FAULT_STRIDE)) ]] || fail "only $points failure points reached (stride $LOAD_FAULT_STRIDE)"
     kmemleak_check
     load_kheaders_blk
     device_works "final load"
