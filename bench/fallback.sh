@@ -52,7 +52,6 @@ set="$shm/set"
 compile_set "$ref" x86 bench/programs/trace.c >"$set" && [[ -s "$set" ]] || die "gcc -M of bench/programs/trace.c found no headers"
 rm -rf "$ref"
 
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # resident_kib: page cache (tmpfs included) and buffers, after drop_caches.
 resident_kib() { drop_caches; awk '/^(Cached|Buffers):/ {s += $2} END {print s}' /proc/meminfo; }
 now() { echo "$EPOCHREALTIME"; }

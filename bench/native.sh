@@ -81,7 +81,6 @@ trap cleanup EXIT
 results="$out/results.tsv"
 : >"$results"
 record() { echo "$*" >>"$results"; }   # metric variant rep value
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 cp "$KTREE/kernel/kheaders_data.tar.xz" "$shm/kheaders.tar.xz"
 record size tar.xz 1 "$(stat -c %s "$shm/kheaders.tar.xz")"

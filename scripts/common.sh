@@ -47,6 +47,10 @@ die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 source "$REPO_ROOT/scripts/kernel-cpp-flags.sh"
 
+# drop_caches: write back, then drop the page cache, dentries and inodes
+# (benchmarks' cold runs).
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
 # bench_tree_and_tool [TREE]: for the benchmarks, KTREE, the kernel build
 # tree whose headers they use (TREE, holding upstream's
 # kernel/kheaders_data.tar.xz; default the x86 test kernel), and TOOL, the

@@ -29,8 +29,6 @@ decompressed_bytes() {    # stop counting; print the sum
     echo >"$TRACING/kprobe_events"
 }
 
-sectors_read() { awk '{print $3}' "/sys/block/$1/stat"; }
-
 # measure MODULE IMAGE READER...: load MODULE, mount, run READER in the mount
 # from cold caches; print "decompressed-bytes device-bytes".
 measure() {
@@ -159,8 +157,6 @@ read(paths)
 print(sleeps() - before)
 ' "$1"
 }
-
-reads_done() { awk '{print $1}' "/sys/block/$1/stat"; }   # read I/Os of disk $1
 
 # Issue 22: squashfs reads file data inside readahead's plug. A blk-mq disk
 # would serve such a read from kblockd after the reader went to sleep in

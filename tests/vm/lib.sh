@@ -37,6 +37,12 @@ drop_caches() {
     echo 3 >/proc/sys/vm/drop_caches
 }
 
+# Fields of /sys/block/DISK/stat: read I/Os (1), sectors read (3), write
+# I/Os (5).
+reads_done() { awk '{print $1}' "/sys/block/$1/stat"; }
+sectors_read() { awk '{print $3}' "/sys/block/$1/stat"; }
+writes_done() { awk '{print $5}' "/sys/block/$1/stat"; }
+
 module_loaded() { grep -q "^$1 " /proc/modules; }
 
 # built_in OPTION: the running kernel has CONFIG_OPTION=y.

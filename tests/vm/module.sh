@@ -84,19 +84,15 @@ with open(sys.argv[2], "rb") as f:
     # With iostats off, reads are not counted; on again, they are.
     local ios
     echo 0 >"$q/iostats"
-    ios=$(read_ios)
+    ios=$(reads_done kheaders0)
     dd if=/dev/kheaders0 of=/dev/null bs="$bs" count=4 iflag=direct status=none
-    expect_eq "$(read_ios)" "$ios" "reads counted with iostats 0"
+    expect_eq "$(reads_done kheaders0)" "$ios" "reads counted with iostats 0"
     echo 1 >"$q/iostats"
     dd if=/dev/kheaders0 of=/dev/null bs="$bs" count=4 iflag=direct status=none
-    expect_eq "$(read_ios)" "$((ios + 4))" "reads counted with iostats 1 (4 O_DIRECT reads)"
+    expect_eq "$(reads_done kheaders0)" "$((ios + 4))" "reads counted with iostats 1 (4 O_DIRECT reads)"
     unload_kheaders_blk
 }
 
-# Read I/Os the device completed, and 512-byte sectors read: fields 1 and 3
-# of its stat file.
-read_ios() { awk '{print $1}' /sys/block/kheaders0/stat; }
-read_sectors() { awk '{print $3}' /sys/block/kheaders0/stat; }
 
 # squashfs_bio_read() reads a block with one bio of every page it touches:
 # for a 1 MiB block, up to 1 MiB + one page. The big-block module's image
@@ -111,9 +107,9 @@ test_largest_squashfs_read_is_one_request() {
         mount_kheaders
         local f="$MNT/include/random-1M.h"
         stat "$f" >/dev/null   # the metadata, read before counting
-        ios=$(read_ios) sectors=$(read_sectors)
+        ios=$(reads_done kheaders0) sectors=$(sectors_read kheaders0)
         cat "$f" >/dev/null
-        ios=$(( $(read_ios) - ios )) sectors=$(( $(read_sectors) - sectors ))
+        ios=$(( $(reads_done kheaders0) - ios )) sectors=$(( $(sectors_read kheaders0) - sectors ))
         echo "  a 1 MiB file in one 1 MiB block: $ios read I/O, $((sectors / 2)) KiB"
         expect_eq "$ios" 1 "read I/Os for the file's one block"
         [[ $((sectors * 512)) -ge $((1000 * 1024)) ]] || fail "the block's I/O carried only $((sectors / 2)) KiB"
@@ -122,9 +118,9 @@ test_largest_squashfs_read_is_one_request() {
     fi
     # O_DIRECT: one bio of 256 pages (BIO_MAX_VECS), one I/O.
     load_kheaders_blk
-    ios=$(read_ios)
+    ios=$(reads_done kheaders0)
     dd if=/dev/kheaders0 of=/dev/null bs=1M count=1 iflag=direct status=none
-    expect_eq "$(( $(read_ios) - ios ))" 1 "read I/Os for one O_DIRECT read of 1 MiB"
+    expect_eq "$(( $(reads_done kheaders0) - ios ))" 1 "read I/Os for one O_DIRECT read of 1 MiB"
     unload_kheaders_blk
 }
 
@@ -269,9 +265,9 @@ os.preadv(fd, [memoryview(buf)[:512]], 0)'
     # An empty flush (fsync) succeeds in the block layer without reaching
     # the driver: the disk has no write cache. No write is counted.
     local writes
-    writes=$(awk '{print $5}' /sys/block/kheaders0/stat)
+    writes=$(writes_done kheaders0)
     python3 -c 'import os; os.fsync(os.open("/dev/kheaders0", os.O_RDONLY))' || fail "fsync of the device"
-    expect_eq "$(awk '{print $5}' /sys/block/kheaders0/stat)" "$writes" "write I/Os after fsync"
+    expect_eq "$(writes_done kheaders0)" "$writes" "write I/Os after fsync"
     expect_fails "ioctl the device does not know" python3 -c '
 import fcntl, os
 fd = os.open("/dev/kheaders0", os.O_RDONLY)
