@@ -15,6 +15,13 @@
 #               erofs-SIZE: with SIZE pclusters (-b SIZE)
 #   mkfs.erofs  Debian's mkfs.erofs -zlz4hc -C65536 -Eztailpacking of the
 #               extracted tarball (its erofs-utils 1.5 writes no fragments)
+#   mksquashfs-COMPRESSOR  Debian's mksquashfs of the extracted tarball
+#               (xz; zstd at level 19; lz4hc), 128 KiB blocks, directory order
+# Ours take more suffixes, in any order: a compressor and a block (squashfs)
+# or pcluster (EROFS) size, e.g. includes-zstd-64K, erofs-16K.
+# --frontier: the size/speed frontier (docs/benchmarks.md, "Frontier"): a
+# fixed set of our layouts x compressors x block sizes and the peers, on
+# zram, with a plot of speed against size (docs/benchmarks-frontier.png).
 # Each is served by a RAM block device standing in for /dev/kheaders0,
 # read-only, with 4 KiB logical blocks:
 #   zram   bio-based: completes each read in the submitter's context, as a
@@ -39,7 +46,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$REPO_ROOT"
 
 reps=5 images="includes directory erofs mkfs.erofs" kernel_sets=20 devices="zram loop" out="$KHB_CACHE/bench/native"
-update_docs="" tree=""
+update_docs="" tree="" frontier=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --reps) reps="$2"; shift 2 ;;
@@ -49,14 +56,29 @@ while [[ $# -gt 0 ]]; do
         --devices) devices="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --update-docs) update_docs=1; shift ;;
+        --frontier) frontier=1; devices=zram
+                    images="includes includes-xz-64K includes-xz-256K includes-zstd includes-lz4hc directory"
+                    images+=" directory-zstd erofs-16K erofs erofs-64K"
+                    images+=" mksquashfs-xz mksquashfs-zstd mksquashfs-lz4hc mkfs.erofs"
+                    shift ;;
         -h|--help) sed -n '2,/^source/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "bench/native.sh: unknown option $1 (see --help)" ;;
     esac
 done
 [[ $(id -u) == 0 ]] || die "bench/native.sh needs root (loop devices, mount, drop_caches)"
 # fs_of IMAGE_NAME: the filesystem it is mounted as.
-fs_of() { case "$1" in erofs|erofs-*|mkfs.erofs) echo erofs ;; includes|directory|includes-*|directory-*) echo squashfs ;;
-          *) die "--images: unknown image '$1' (includes[-COMPRESSOR], directory[-COMPRESSOR], erofs[-SIZE], mkfs.erofs)" ;; esac; }
+fs_of() { case "$1" in erofs|erofs-*|mkfs.erofs) echo erofs ;;
+                       includes|directory|includes-*|directory-*|mksquashfs-*) echo squashfs ;;
+          *) die "--images: unknown image '$1' (includes, directory and erofs with -COMPRESSOR and -SIZE; mksquashfs-COMPRESSOR; mkfs.erofs)" ;; esac; }
+# pack_args IMAGE_NAME: kheaders-image pack's options for one of ours.
+pack_args() {
+    local words w
+    IFS=- read -r -a words <<<"$1"
+    case "${words[0]}" in erofs) echo "--format erofs" ;; *) echo "--layout ${words[0]}" ;; esac
+    for w in "${words[@]:1}"; do
+        if [[ "$w" =~ ^[0-9]+[KM]?$ ]]; then echo "-b $w"; else echo "--compressor $w"; fi
+    done
+}
 for i in $images; do
     fs="$(fs_of "$i")"
     grep -qw "$fs" /proc/filesystems || modprobe "$fs" 2>/dev/null || die "this kernel has no $fs (image $i)"
@@ -86,10 +108,17 @@ cp "$KTREE/kernel/kheaders_data.tar.xz" "$shm/kheaders.tar.xz"
 record size tar.xz 1 "$(stat -c %s "$shm/kheaders.tar.xz")"
 for i in $images; do
     case "$i" in
-        includes|directory) "$TOOL" pack -q --layout "$i" "$KTREE" -o "$shm/$i.img" ;;
-        includes-*|directory-*) "$TOOL" pack -q --layout "${i%%-*}" --compressor "${i#*-}" "$KTREE" -o "$shm/$i.img" ;;
-        erofs) "$TOOL" pack -q --format erofs "$KTREE" -o "$shm/$i.img" ;;
-        erofs-*) "$TOOL" pack -q --format erofs -b "${i#erofs-}" "$KTREE" -o "$shm/$i.img" ;;
+        includes*|directory*|erofs*)
+            # shellcheck disable=SC2046 # one option per word
+            "$TOOL" pack -q $(pack_args "$i") "$KTREE" -o "$shm/$i.img" || die "packing $i failed" ;;
+        mksquashfs-*)
+            c="${i#mksquashfs-}" opts=(-comp "$c")
+            [[ "$c" == zstd ]] && opts+=(-Xcompression-level 19)
+            [[ "$c" == lz4hc ]] && opts=(-comp lz4 -Xhc)
+            x="$(mktemp -d "$shm/x.XXXXXX")" && tar -xJf "$shm/kheaders.tar.xz" -C "$x" &&
+                mksquashfs "$x" "$shm/$i.img" "${opts[@]}" -noappend -all-root -quiet -no-progress >/dev/null ||
+                die "mksquashfs of the tarball failed"
+            rm -rf "$x" ;;
         mkfs.erofs)
             x="$(mktemp -d "$shm/x.XXXXXX")" && tar -xJf "$shm/kheaders.tar.xz" -C "$x" &&
                 mkfs.erofs -zlz4hc -C65536 -Eztailpacking -T0 --all-root "$shm/$i.img" "$x" >/dev/null 2>&1 ||
@@ -209,5 +238,8 @@ done
 say "report"
 args=("$results" --native --kernel "$(cat "$KTREE/include/config/kernel.release")" --host-kernel "$(uname -r)"
       --json "$out/results.json")
+[[ -n "$frontier" ]] && args+=(--frontier "$out/frontier.png")
 [[ -n "$update_docs" ]] && args+=(--update-docs "$REPO_ROOT/docs")
-python3 "$REPO_ROOT/bench/report.py" "${args[@]}"
+python=python3
+[[ -z "$frontier" ]] || python="$(plot_python)"
+"$python" "$REPO_ROOT/bench/report.py" "${args[@]}"

@@ -169,6 +169,57 @@ def native_tables(d, kernel, host_kernel):
     return "\n".join(out) + "\n"
 
 
+def frontier_points(d):
+    """(image, size ratio, compile-set ratio, full-read ratio) for each image
+    on zram, with the tarball at (1, 1, 1): compile sets are every program's
+    and kernel source's set, their median ratio."""
+    med = lambda m, v: statistics.median(d[m][v])
+    tar = med("size", "tar.xz")
+    sets = [m for m in d if m.startswith("time:") and m[5:] not in ("first", "every", "every2")]
+    points = [("tarball", 1.0, 1.0, 1.0)]
+    for v in d["time:first"]:
+        if v == "tar.xz" or not v.endswith("@zram"):
+            continue
+        img = v[: -len("@zram")]
+        ratio = lambda m: med(m, "tar.xz") / med(m, v)
+        points.append((img, med("size", img) / tar, statistics.median(ratio(m) for m in sets), ratio("time:every")))
+    return sorted(points, key=lambda p: p[1])
+
+
+def frontier_table(d):
+    pts = frontier_points(d)
+    out = ["| image | size vs tar.xz | compile sets (median ratio) | every file (ratio) | on the frontier |",
+           "|---|---:|---:|---:|---|"]
+    for name, size, cs, full in pts:
+        # Pareto: no other point is at least as small and faster on both.
+        dominated = any(o[1] <= size and o[2] >= cs and o[3] >= full and o[0] != name and
+                        (o[1], o[2], o[3]) != (size, cs, full) for o in pts)
+        out.append(f"| `{name}` | {size:.2f} | {cs:.2f} | {full:.2f} | {'' if dominated else 'yes'} |")
+    return "\n".join(out) + "\n"
+
+
+def frontier_plot(d, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = frontier_points(d)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    for ax, k, title in ((axes[0], 2, "compile sets (median)"), (axes[1], 3, "every file")):
+        for p in pts:
+            peer = p[0] == "tarball" or p[0].startswith(("mksquashfs", "mkfs.erofs"))
+            colour = "#c44e52" if peer else ("#55a868" if p[0].startswith("erofs") else "#4c72b0")
+            ax.scatter(p[1], p[k], color=colour, marker="s" if peer else "o")
+            ax.annotate(p[0], (p[1], p[k]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("image size / tar.xz size")
+        ax.set_ylabel("times faster than extracting the tarball")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Size against speed, cold, on zram (native; squares: peers, blue: our squashfs, green: our EROFS)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def builtin_tables(d):
     """bench/builtin.sh: the built-in driver against built-in IKHEADERS=y."""
     med = lambda m, v: statistics.median(d[m][v])
@@ -280,18 +331,25 @@ def main():
     ap.add_argument("--builtin", action="store_true", help="results of bench/builtin.sh")
     ap.add_argument("--kernel", help="release of the headers (native)")
     ap.add_argument("--host-kernel", help="release of the kernel measured on (native)")
+    ap.add_argument("--frontier", metavar="PNG", help="native: the frontier table and plot (bench/native.sh --frontier)")
     a = ap.parse_args()
     d = load(a.results)
     summaries = {m: {v: summary(vals) for v, vals in vs.items()} for m, vs in d.items()}
     if a.builtin or a.native:
-        marker = "builtin" if a.builtin else "native"
+        marker = "builtin" if a.builtin else "frontier" if a.frontier else "native"
         text = builtin_tables(d) if a.builtin else native_tables(d, a.kernel, a.host_kernel)
+        if a.frontier:
+            text = frontier_table(d) + "\n" + text
+            frontier_plot(d, a.frontier)
         print(text)
         Path(a.json).write_text(json.dumps(summaries, indent=1) + "\n")
         if a.update_docs:
             docs = Path(a.update_docs)
             replace_between(docs / "benchmarks.md", f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->", text)
             shutil.copy(a.json, docs / f"benchmarks-{marker}.json")
+            if a.frontier:
+                shutil.copy(a.frontier, docs / "benchmarks-frontier.png")
+                print(f"updated {docs / 'benchmarks-frontier.png'}")
             print(f"updated {docs / 'benchmarks.md'} and benchmarks-{marker}.json")
         return
     variants = list(d["size_image"])

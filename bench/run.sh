@@ -36,10 +36,7 @@ KTREE="$(scripts/build-kernel.sh)"
 cargo build --release --locked --quiet
 TOOL="$REPO_ROOT/target/release/kheaders-image"
 UPSTREAM_TAR="$KTREE/kernel/kheaders_data.tar.xz"
-if ! "$KHB_CACHE/venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
-    say "pip: installing matplotlib into $KHB_CACHE/venv (for the plot)"
-    "$KHB_CACHE/venv/bin/pip" install --quiet --disable-pip-version-check "matplotlib==3.9.2"
-fi
+PYTHON="$(plot_python)"
 
 # Seconds of wall time for "$@", to stdout (stdout of "$@" discarded).
 seconds() {
@@ -100,4 +97,4 @@ cat "$out/vm/results.tsv" >>"$out/host/results.tsv"
 say "report"
 args=("$out/host/results.tsv" --json "$out/results.json" --plot "$out/benchmarks.png")
 [[ -n "$update_docs" ]] && args+=(--update-docs "$REPO_ROOT/docs")
-"$KHB_CACHE/venv/bin/python" "$REPO_ROOT/bench/report.py" "${args[@]}"
+"$PYTHON" "$REPO_ROOT/bench/report.py" "${args[@]}"

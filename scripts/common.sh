@@ -66,6 +66,17 @@ bench_tree_and_tool() {
     TOOL="$REPO_ROOT/target/release/kheaders-image"
 }
 
+# plot_python: the benchmarks' Python with matplotlib (for their plots),
+# installed into the setup's venv once.
+plot_python() {
+    if ! "$KHB_CACHE/venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+        say "pip: installing matplotlib into $KHB_CACHE/venv (for the plots)"
+        "$KHB_CACHE/venv/bin/pip" install --quiet --disable-pip-version-check "matplotlib==3.9.2" >&2 ||
+            die "pip could not install matplotlib"
+    fi
+    echo "$KHB_CACHE/venv/bin/python"
+}
+
 # kernel_source SERIES: for a variant's kernel series (scripts/build-kernel.sh),
 # sets source_pkg, source_tarball, source_version (the package's version,
 # as a path component) and source_path (a directory to put first on PATH
